@@ -1,0 +1,262 @@
+//! Broker settings: command-line flags, `SLUICE_*` environment variables and
+//! an optional TOML file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `sluice serve`. Every flag also reads an environment variable and
+/// a key of the same name (with `_` for `-`) in the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file; keys are the flag names with `_` (e.g. `kafka_addr`).
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded metadata database and object store.
+    #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the Kafka listener binds to.
+    #[arg(long, env = "SLUICE_KAFKA_ADDR", value_name = "HOST:PORT")]
+    pub kafka_addr: Option<String>,
+    /// Address given to clients in Metadata responses (defaults to --kafka-addr).
+    #[arg(long, env = "SLUICE_ADVERTISED_ADDR", value_name = "HOST:PORT")]
+    pub advertised_addr: Option<String>,
+    /// Address of the Schema Registry API.
+    #[arg(long, env = "SLUICE_REGISTRY_ADDR", value_name = "HOST:PORT")]
+    pub registry_addr: Option<String>,
+    /// Address of the HTTP API (Iceberg REST catalog, SQL, metrics, health).
+    #[arg(long, env = "SLUICE_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+    /// Metadata store: `sqlite://PATH` (default: DATA_DIR/metadata.db).
+    #[arg(long, env = "SLUICE_METADATA_URL", value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// Object store: `file://PATH` (default: DATA_DIR/objects).
+    #[arg(long, env = "SLUICE_OBJECT_STORE_URL", value_name = "URL")]
+    pub object_store_url: Option<String>,
+    /// This broker's id.
+    #[arg(long, env = "SLUICE_BROKER_ID", value_name = "N")]
+    pub broker_id: Option<i32>,
+    /// Create topics on first produce or metadata request, as Kafka's
+    /// `auto.create.topics.enable`.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics and of CreateTopics without a count
+    /// (Kafka's `num.partitions`).
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", value_name = "N")]
+    pub default_partitions: Option<i32>,
+    /// Largest request frame accepted, in bytes (Kafka's `socket.request.max.bytes`).
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Memory for recently written and read segments, in bytes.
+    #[arg(long, env = "SLUICE_CACHE_BYTES", value_name = "BYTES")]
+    pub cache_bytes: Option<u64>,
+    /// How often retention runs, in seconds.
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_SECS", value_name = "SECS")]
+    pub retention_check_secs: Option<u64>,
+}
+
+/// The config file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kafka_addr: Option<String>,
+    advertised_addr: Option<String>,
+    registry_addr: Option<String>,
+    http_addr: Option<String>,
+    metadata_url: Option<String>,
+    object_store_url: Option<String>,
+    broker_id: Option<i32>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<i32>,
+    max_request_bytes: Option<usize>,
+    cache_bytes: Option<u64>,
+    retention_check_secs: Option<u64>,
+}
+
+/// Resolved broker settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub registry_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub metadata_url: String,
+    pub object_store_url: String,
+    pub broker_id: i32,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_request_bytes: usize,
+    pub cache_bytes: u64,
+    pub retention_check: Duration,
+}
+
+impl Config {
+    /// Builds the settings from flags/env, then the config file, then defaults.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("sluice-data"));
+        let kafka = args
+            .kafka_addr
+            .clone()
+            .or(file.kafka_addr)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let kafka_addr = parse_addr("kafka-addr", &kafka)?;
+        let advertised = args
+            .advertised_addr
+            .clone()
+            .or(file.advertised_addr)
+            .unwrap_or_else(|| kafka.clone());
+        let (advertised_host, advertised_port) = split_host_port("advertised-addr", &advertised)?;
+        let registry = args
+            .registry_addr
+            .clone()
+            .or(file.registry_addr)
+            .unwrap_or_else(|| "127.0.0.1:8081".into());
+        let http = args
+            .http_addr
+            .clone()
+            .or(file.http_addr)
+            .unwrap_or_else(|| "127.0.0.1:8181".into());
+        let metadata_url = args
+            .metadata_url
+            .clone()
+            .or(file.metadata_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let object_store_url = args
+            .object_store_url
+            .clone()
+            .or(file.object_store_url)
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let default_partitions = args
+            .default_partitions
+            .or(file.default_partitions)
+            .unwrap_or(1);
+        if default_partitions < 1 {
+            bail!("default-partitions must be at least 1, got {default_partitions}");
+        }
+        let max_request_bytes = args
+            .max_request_bytes
+            .or(file.max_request_bytes)
+            .unwrap_or(100 * 1024 * 1024);
+        if max_request_bytes < 1024 {
+            bail!("max-request-bytes must be at least 1024, got {max_request_bytes}");
+        }
+        Ok(Config {
+            data_dir,
+            kafka_addr,
+            advertised_host,
+            advertised_port,
+            registry_addr: parse_addr("registry-addr", &registry)?,
+            http_addr: parse_addr("http-addr", &http)?,
+            metadata_url,
+            object_store_url,
+            broker_id: args.broker_id.or(file.broker_id).unwrap_or(1),
+            auto_create_topics: args
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            default_partitions,
+            max_request_bytes,
+            cache_bytes: args
+                .cache_bytes
+                .or(file.cache_bytes)
+                .unwrap_or(256 * 1024 * 1024),
+            retention_check: Duration::from_secs(
+                args.retention_check_secs
+                    .or(file.retention_check_secs)
+                    .unwrap_or(30)
+                    .max(1),
+            ),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn parse_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))
+}
+
+fn split_host_port(flag: &str, value: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--{flag}: '{port}' is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("--{flag}: '{value}' has no host");
+    }
+    Ok((host.to_string(), port as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "kafka_addr = \"127.0.0.1:19092\"\ndefault_partitions = 4\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            default_partitions: Some(8),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.kafka_addr.port(), 19092);
+        assert_eq!(c.advertised_port, 19092);
+        assert_eq!(c.default_partitions, 8);
+        assert!(c.auto_create_topics);
+        assert!(c.metadata_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_name() {
+        let args = ServeArgs {
+            kafka_addr: Some("nonsense".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("--kafka-addr"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "kafka_adr = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::resolve(&args).unwrap_err());
+        assert!(err.contains("kafka_adr"), "{err}");
+    }
+}

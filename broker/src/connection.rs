@@ -1,0 +1,162 @@
+//! One client connection: read frames, run handlers concurrently, write
+//! responses in request order.
+//!
+//! ```text
+//!  socket ─► reader ─► decode ─► handler task ─┐ oneshot
+//!                      │                       ▼
+//!                      └─ queue of pending responses (request order) ─► writer ─► socket
+//! ```
+//!
+//! Clients pipeline requests; handling them concurrently keeps a slow fetch
+//! (long poll) or produce (waiting for a flush) from stalling the requests
+//! behind it, while the ordered queue keeps the protocol's response order.
+//! Produce batches are queued for storage by the reader itself, before the
+//! next request is read, so one connection's batches are stored in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{self, Decoded};
+use crate::handlers;
+use crate::state::SharedBroker;
+
+/// Requests one connection may have in flight before the reader waits.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Per-connection facts handlers may need.
+#[derive(Debug, Clone)]
+pub struct ConnContext {
+    pub peer: SocketAddr,
+}
+
+/// A response slot: `None` means the request gets no response (acks=0).
+type Slot = oneshot::Receiver<Option<Bytes>>;
+
+pub async fn serve<S>(
+    broker: SharedBroker,
+    stream: S,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(wr, slots_rx));
+    let ctx = Arc::new(ConnContext { peer });
+    let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
+    match outcome {
+        Ok(()) => tracing::debug!(%peer, "connection closed"),
+        Err(reason) => tracing::warn!(%peer, %reason, "closing connection"),
+    }
+    // The reader has stopped; the writer finishes the responses already owed.
+    let _ = writer.await;
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    broker: &SharedBroker,
+    rd: R,
+    ctx: &Arc<ConnContext>,
+    slots: mpsc::Sender<Slot>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let max = broker.config.max_request_bytes;
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd, max) => f?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(frame) = frame else { return Ok(()) };
+        let (tx, rx) = oneshot::channel();
+        if slots.send(rx).await.is_err() {
+            return Err("response writer stopped".into());
+        }
+        match codec::decode_frame(frame) {
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
+                let _ = tx.send(Some(codec::api_versions_fallback(correlation_id)));
+            }
+            Ok(Decoded::Request(req)) => {
+                let pending = handlers::start(broker.clone(), ctx.clone(), req).await;
+                match pending {
+                    Ok(fut) => {
+                        tokio::spawn(async move {
+                            match fut.await {
+                                Ok(resp) => {
+                                    let _ = tx.send(resp);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "request failed; closing connection");
+                                    drop(tx);
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Reads one length-prefixed frame. `Ok(None)` is a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Option<Bytes>, String> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if is_disconnect(&e) => return Ok(None),
+        Err(e) => return Err(format!("read error: {e}")),
+    }
+    let len = i32::from_be_bytes(len);
+    if len < 0 || len as usize > max {
+        return Err(format!(
+            "frame size {len} is outside 0..={max} (socket.request.max.bytes); is this a Kafka client?"
+        ));
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    match rd.read_exact(&mut buf).await {
+        Ok(_) => Ok(Some(buf.freeze())),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(format!("connection ended inside a {len}-byte frame"))
+        }
+        Err(e) => Err(format!("read error: {e}")),
+    }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+async fn write_responses<W: AsyncWrite + Unpin>(wr: W, mut slots: mpsc::Receiver<Slot>) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(slot) = slots.recv().await {
+        match slot.await {
+            Ok(Some(bytes)) => {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            // The handler failed without a response: the protocol offers no
+            // way to skip one, so the connection must close.
+            Err(_) => break,
+        }
+        if slots.is_empty() && wr.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,159 @@
+//! Fetch: read committed batches from each requested partition, long-polling
+//! until `min_bytes` are available or `max_wait_ms` passes.
+//!
+//! Batches are returned whole, as produced; a fetch that starts inside a
+//! batch gets that whole batch and the client skips the earlier records, as
+//! with Apache Kafka. Size limits follow KIP-74: the first batch is always
+//! returned even if it is larger than the limits, so consumers make progress.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::time::Instant;
+
+use crate::read;
+use crate::state::{Broker, KafkaError};
+
+/// Longest wait honoured, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    let mut commits = broker.commits.clone();
+    loop {
+        // Mark the current commit as seen before reading, so a commit that
+        // lands while we read wakes the wait below.
+        commits.borrow_and_update();
+        let (resp, bytes, errors) = read_all(broker, &req).await;
+        if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
+            return resp;
+        }
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { return resp },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn read_all(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut resp = FetchResponse::default();
+    let mut remaining = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut total = 0usize;
+    let mut errors = false;
+    for t in &req.topics {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = t.topic.clone();
+        tr.topic_id = t.topic_id;
+        let topic = if !t.topic_id.is_nil() && t.topic.is_empty() {
+            broker.topic_by_uuid(t.topic_id).await
+        } else {
+            broker.topic(&t.topic).await
+        };
+        for p in &t.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = p.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.aborted_transactions = Some(Vec::new());
+            let result = match &topic {
+                Ok(Some(topic)) if p.partition >= 0 && p.partition < topic.partitions => {
+                    let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+                    read_partition(
+                        broker,
+                        topic.id,
+                        p.partition,
+                        p.fetch_offset,
+                        limit,
+                        total == 0,
+                        &mut pd,
+                    )
+                    .await
+                }
+                Ok(_) => Err(KafkaError::new(ResponseError::UnknownTopicOrPartition, "")),
+                Err(e) => Err(e.clone()),
+            };
+            match result {
+                Ok(n) => {
+                    total += n;
+                    remaining = remaining.saturating_sub(n);
+                }
+                Err(e) => {
+                    errors = true;
+                    pd.error_code = e.code.code();
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        resp.responses.push(tr);
+    }
+    (resp, total, errors)
+}
+
+/// Fills `pd` for one partition; returns the record bytes added.
+async fn read_partition(
+    broker: &Broker,
+    topic_id: i64,
+    partition: i32,
+    offset: i64,
+    limit: usize,
+    first_in_response: bool,
+    pd: &mut PartitionData,
+) -> Result<usize, KafkaError> {
+    let Some(offsets) = broker.meta.partition_offsets(topic_id, partition).await? else {
+        return Err(KafkaError::new(ResponseError::UnknownTopicOrPartition, ""));
+    };
+    pd.high_watermark = offsets.next_offset;
+    pd.last_stable_offset = offsets.next_offset;
+    pd.log_start_offset = offsets.log_start;
+    if offset < offsets.log_start || offset > offsets.next_offset {
+        return Err(KafkaError::new(
+            ResponseError::OffsetOutOfRange,
+            format!(
+                "offset {offset} is outside {}..={}",
+                offsets.log_start, offsets.next_offset
+            ),
+        ));
+    }
+    if offset == offsets.next_offset || (limit == 0 && !first_in_response) {
+        return Ok(0);
+    }
+    let mut out: Vec<u8> = Vec::new();
+    let mut from = offset;
+    'outer: loop {
+        let locs = broker
+            .meta
+            .batches_from(topic_id, partition, from, 256)
+            .await?;
+        if locs.is_empty() {
+            break;
+        }
+        for loc in &locs {
+            if loc.base_offset >= offsets.next_offset {
+                break 'outer;
+            }
+            let len = loc.len as usize;
+            if (!out.is_empty() || !first_in_response) && out.len() + len > limit {
+                break 'outer;
+            }
+            read::append_batch(broker, loc, &mut out).await?;
+            from = loc.last_offset + 1;
+            if out.len() >= limit {
+                break 'outer;
+            }
+        }
+        if locs.len() < 256 {
+            break;
+        }
+    }
+    let n = out.len();
+    pd.records = Some(out.into());
+    Ok(n)
+}

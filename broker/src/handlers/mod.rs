@@ -1,0 +1,126 @@
+//! One handler per Kafka API, named after it. `start` decodes the body and
+//! returns the work to run; only produce does part of its work before
+//! returning (queueing batches in connection order).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+
+use crate::codec::{CodecError, RequestFrame, encode_response};
+use crate::connection::ConnContext;
+use crate::state::SharedBroker;
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_configs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+pub type Pending = BoxFuture<'static, Result<Option<Bytes>, CodecError>>;
+
+fn respond<R: Encodable + HeaderVersion>(
+    req: &RequestFrame,
+    r: &R,
+) -> Result<Option<Bytes>, CodecError> {
+    encode_response(req.correlation_id(), req.version, r).map(Some)
+}
+
+/// Wraps an async handler `f(broker, request_body, version)` into a pending response.
+macro_rules! simple {
+    ($broker:expr, $req:expr, $module:ident, $ty:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let req = $req;
+        async move {
+            let resp = $module::handle(&broker, body, req.version).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
+pub async fn start(
+    broker: SharedBroker,
+    ctx: Arc<ConnContext>,
+    req: RequestFrame,
+) -> Result<Pending, CodecError> {
+    use kafka_protocol::messages as m;
+    let _ = &ctx;
+    Ok(match req.api_key {
+        ApiKey::Produce => {
+            let body: m::ProduceRequest = req.decode()?;
+            produce::start(broker, req, body).await
+        }
+        ApiKey::ApiVersions => {
+            let body: m::ApiVersionsRequest = req.decode()?;
+            let resp = api_versions::handle(body, req.version);
+            let out = respond(&req, &resp);
+            async move { out }.boxed()
+        }
+        ApiKey::Metadata => simple!(broker, req, metadata, m::MetadataRequest),
+        ApiKey::Fetch => simple!(broker, req, fetch, m::FetchRequest),
+        ApiKey::ListOffsets => simple!(broker, req, list_offsets, m::ListOffsetsRequest),
+        ApiKey::CreateTopics => simple!(broker, req, create_topics, m::CreateTopicsRequest),
+        ApiKey::DeleteTopics => simple!(broker, req, delete_topics, m::DeleteTopicsRequest),
+        ApiKey::CreatePartitions => {
+            simple!(broker, req, create_partitions, m::CreatePartitionsRequest)
+        }
+        ApiKey::DeleteRecords => simple!(broker, req, delete_records, m::DeleteRecordsRequest),
+        ApiKey::InitProducerId => {
+            simple!(broker, req, init_producer_id, m::InitProducerIdRequest)
+        }
+        ApiKey::OffsetForLeaderEpoch => simple!(
+            broker,
+            req,
+            offset_for_leader_epoch,
+            m::OffsetForLeaderEpochRequest
+        ),
+        ApiKey::DescribeConfigs => {
+            simple!(broker, req, describe_configs, m::DescribeConfigsRequest)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let body: m::IncrementalAlterConfigsRequest = req.decode()?;
+            async move {
+                let resp = alter_configs::handle_incremental(&broker, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::AlterConfigs => {
+            let body: m::AlterConfigsRequest = req.decode()?;
+            async move {
+                let resp = alter_configs::handle_legacy(&broker, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        other => {
+            return Err(CodecError::UnsupportedVersion {
+                api: other,
+                version: req.version,
+                min: 0,
+                max: -1,
+            });
+        }
+    })
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Leader epoch reported for every partition. Sluice has no replicas to
+/// elect, so the epoch never changes.
+pub(crate) const LEADER_EPOCH: i32 = 0;

@@ -1,0 +1,52 @@
+//! OffsetForLeaderEpoch: the leader epoch never changes, so the end offset of
+//! epoch 0 is the high watermark.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::LEADER_EPOCH;
+use crate::state::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+    _version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic.clone();
+        let topic = broker.topic(&t.topic).await.ok().flatten();
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            let offsets = match &topic {
+                Some(t) => broker
+                    .meta
+                    .partition_offsets(t.id, p.partition)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            match offsets {
+                None => e.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                Some(_) if p.current_leader_epoch > LEADER_EPOCH => {
+                    e.error_code = ResponseError::UnknownLeaderEpoch.code();
+                }
+                Some(o) => {
+                    e.leader_epoch = LEADER_EPOCH;
+                    e.end_offset = o.next_offset;
+                }
+            }
+            tr.partitions.push(e);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

@@ -1,0 +1,210 @@
+//! Produce: check each partition's record set, queue its batches for group
+//! commit, and answer once they are durable (acks=1/all) or at once (acks=0).
+//!
+//! With one copy of the data in the object store, acks=1 and acks=all mean
+//! the same thing here: acknowledged only after the metadata commit.
+
+use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{Pending, respond, str_bytes};
+use crate::append::{BatchOutcome, PendingBatch};
+use crate::batch;
+use crate::codec::RequestFrame;
+use crate::state::{KafkaError, SharedBroker, validate_topic_name};
+
+/// Where one partition's answer comes from.
+enum Part {
+    Done(PartitionProduceResponse),
+    /// Index range of this partition's batches in the submitted job.
+    Queued {
+        index: i32,
+        first: usize,
+        count: usize,
+    },
+}
+
+fn failed(index: i32, err: KafkaError) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default();
+    p.index = index;
+    p.error_code = err.code.code();
+    p.base_offset = -1;
+    p.error_message = Some(str_bytes(err.message));
+    p
+}
+
+pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest) -> Pending {
+    let acks = body.acks;
+    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Part>)> = Vec::new();
+    let mut job: Vec<PendingBatch> = Vec::new();
+
+    if body.transactional_id.is_some() {
+        for t in body.topic_data {
+            let parts = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    Part::Done(failed(
+                        p.index,
+                        KafkaError::new(
+                            ResponseError::TransactionalIdAuthorizationFailed,
+                            "transactions are not supported by this broker",
+                        ),
+                    ))
+                })
+                .collect();
+            topics.push((t.name, parts));
+        }
+    } else {
+        for t in body.topic_data {
+            let name = t.name.to_string();
+            let topic = match validate_topic_name(&name) {
+                Err(e) => Err(e),
+                Ok(()) => broker.topic_or_create(&name, true).await,
+            };
+            let mut parts = Vec::with_capacity(t.partition_data.len());
+            for p in t.partition_data {
+                let topic = match &topic {
+                    Err(e) => {
+                        parts.push(Part::Done(failed(p.index, e.clone())));
+                        continue;
+                    }
+                    Ok(None) => {
+                        parts.push(Part::Done(failed(
+                            p.index,
+                            KafkaError::new(
+                                ResponseError::UnknownTopicOrPartition,
+                                format!("topic '{name}' does not exist"),
+                            ),
+                        )));
+                        continue;
+                    }
+                    Ok(Some(t)) => t,
+                };
+                if p.index < 0 || p.index >= topic.partitions {
+                    parts.push(Part::Done(failed(
+                        p.index,
+                        KafkaError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!(
+                                "topic '{name}' has {} partitions; partition {} does not exist",
+                                topic.partitions, p.index
+                            ),
+                        ),
+                    )));
+                    continue;
+                }
+                let records = p.records.unwrap_or_default();
+                match batch::split_and_check(&records, topic.config.max_message_bytes()) {
+                    Err(e) => {
+                        tracing::info!(topic = %name, partition = p.index, error = %e, "rejected record set");
+                        parts.push(Part::Done(failed(
+                            p.index,
+                            KafkaError::new(e.kafka_error(), e.to_string()),
+                        )));
+                    }
+                    Ok(batches) => {
+                        if let Some(b) = batches
+                            .iter()
+                            .find(|b| b.header.is_transactional() || b.header.is_control())
+                        {
+                            let _ = b;
+                            parts.push(Part::Done(failed(
+                                p.index,
+                                KafkaError::new(
+                                    ResponseError::InvalidRecord,
+                                    "transactional and control batches are not supported",
+                                ),
+                            )));
+                            continue;
+                        }
+                        let first = job.len();
+                        let count = batches.len();
+                        job.extend(batches.into_iter().map(|b| PendingBatch {
+                            topic_id: topic.id,
+                            partition: p.index,
+                            header: b.header,
+                            bytes: b.bytes,
+                        }));
+                        parts.push(Part::Queued {
+                            index: p.index,
+                            first,
+                            count,
+                        });
+                    }
+                }
+            }
+            topics.push((t.name, parts));
+        }
+    }
+
+    let ticket = if job.is_empty() {
+        None
+    } else {
+        Some(broker.appender.submit(job).await)
+    };
+
+    async move {
+        let outcomes = match ticket {
+            Some(t) => t.wait().await,
+            None => Vec::new(),
+        };
+        if acks == 0 {
+            return Ok(None);
+        }
+        let mut resp = ProduceResponse::default();
+        for (name, parts) in topics {
+            let mut tr = TopicProduceResponse::default();
+            tr.name = name;
+            for part in parts {
+                tr.partition_responses.push(match part {
+                    Part::Done(p) => p,
+                    Part::Queued {
+                        index,
+                        first,
+                        count,
+                    } => partition_result(index, &outcomes[first..first + count]),
+                });
+            }
+            resp.responses.push(tr);
+        }
+        respond(&req, &resp)
+    }
+    .boxed()
+}
+
+/// Combines the outcomes of one partition's batches into its answer: the
+/// base offset of the first batch, or the first error.
+fn partition_result(index: i32, outcomes: &[BatchOutcome]) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default();
+    p.index = index;
+    p.base_offset = -1;
+    p.log_append_time_ms = -1;
+    p.log_start_offset = -1;
+    for (i, o) in outcomes.iter().enumerate() {
+        match o {
+            BatchOutcome::Appended {
+                base_offset,
+                log_start,
+            } => {
+                if p.base_offset < 0 {
+                    p.base_offset = *base_offset;
+                }
+                p.log_start_offset = p.log_start_offset.max(*log_start);
+            }
+            BatchOutcome::Failed { error, message } => {
+                if p.error_code == 0 {
+                    p.error_code = error.code();
+                    p.error_message = Some(str_bytes(message.clone()));
+                }
+                tracing::debug!(batch = i, %message, "batch failed");
+            }
+        }
+    }
+    if p.error_code != 0 {
+        p.base_offset = -1;
+    }
+    p
+}

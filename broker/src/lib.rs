@@ -1,0 +1,22 @@
+//! The Sluice broker: a Kafka-protocol server whose data lives in an object
+//! store and whose metadata (offsets, topics, the offset index) lives in a
+//! database. Brokers keep no state of their own beyond caches.
+//!
+//! Layers, top to bottom: `server` (listener, shutdown) → `connection`
+//! (framing, pipelining) → `codec` (bytes ↔ typed requests, no I/O) →
+//! `handlers` (one file per Kafka API) → `append` / `read` (produce and fetch
+//! paths) → `meta` (metadata store) and `objects` (segment objects).
+
+pub mod append;
+pub mod batch;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod handlers;
+pub mod meta;
+pub mod objects;
+pub mod read;
+pub mod retention;
+pub mod server;
+pub mod state;
+pub mod topic_config;

@@ -1,0 +1,679 @@
+//! The metadata store: topics, partition offsets, the offset index, segments
+//! and idempotent-producer state.
+//!
+//! Contract every backend keeps:
+//! - `commit_append` is one transaction. Offsets are assigned by advancing the
+//!   partition's `next_offset` inside it, so appends from any number of
+//!   brokers sharing the store never collide or reorder, and a batch becomes
+//!   visible (to fetch, ListOffsets, the high watermark) exactly when its
+//!   transaction commits.
+//! - The segment object a batch points to is written before the transaction
+//!   that records it; a crash in between leaves an unreferenced object, which
+//!   garbage collection removes, never an index row without data.
+//!
+//! The embedded backend is SQLite in WAL mode. Its commits survive a killed
+//! process (the WAL is written before the commit returns); `synchronous=FULL`
+//! also makes them survive power loss.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::topic_config::TopicConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The database failed or is unreachable; the operation may be retried.
+    #[error("metadata store error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Schema migration failed at startup.
+    #[error("metadata store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicRecord {
+    pub id: i64,
+    pub name: String,
+    pub uuid: Uuid,
+    pub partitions: i32,
+    pub config: TopicConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start: i64,
+    /// The high watermark: one past the last committed offset.
+    pub next_offset: i64,
+}
+
+/// Where one stored batch lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLoc {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub segment_id: i64,
+    pub segment_key: String,
+    pub pos: i64,
+    pub len: i64,
+}
+
+/// One batch to index in `commit_append`.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub topic_id: i64,
+    pub partition: i32,
+    pub record_count: i32,
+    pub max_timestamp: i64,
+    pub pos: i64,
+    pub len: i64,
+    /// Idempotent-producer state to store with the batch, if any.
+    pub producer: Option<ProducerUpdate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducerUpdate {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+    pub last_seq: i32,
+}
+
+/// The last few batches of one producer on one partition (Kafka keeps five).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerPartitionState {
+    pub epoch: i16,
+    /// (first sequence, last sequence, base offset), oldest first.
+    pub recent: Vec<(i32, i32, i64)>,
+}
+
+pub const PRODUCER_RECENT_BATCHES: usize = 5;
+
+/// Result of indexing one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Ok { base_offset: i64, log_start: i64 },
+    UnknownPartition,
+}
+
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) the store and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<MetaStore> {
+        let Some(path) = url.strip_prefix("sqlite://") else {
+            return Err(MetaError::Db(sqlx::Error::Configuration(
+                format!(
+                    "unsupported metadata URL '{url}': this build supports sqlite://PATH (PostgreSQL support is planned)"
+                )
+                .into(),
+            )));
+        };
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| MetaError::Db(sqlx::Error::Io(e)))?;
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let store = MetaStore { pool };
+        store.ensure_cluster_id().await?;
+        Ok(store)
+    }
+
+    async fn ensure_cluster_id(&self) -> Result<()> {
+        let id = Uuid::new_v4().simple().to_string();
+        sqlx::query("INSERT INTO cluster (key, value) VALUES ('cluster_id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn cluster_id(&self) -> Result<String> {
+        let row = sqlx::query("SELECT value FROM cluster WHERE key = 'cluster_id'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get(0))
+    }
+
+    fn topic_from_row(row: &sqlx::sqlite::SqliteRow) -> TopicRecord {
+        let uuid: String = row.get("uuid");
+        TopicRecord {
+            id: row.get("id"),
+            name: row.get("name"),
+            uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
+            partitions: row.get::<i64, _>("partitions") as i32,
+            config: TopicConfig::from_json(row.get::<&str, _>("configs")),
+        }
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicRecord>> {
+        let rows =
+            sqlx::query("SELECT id, name, uuid, partitions, configs FROM topics ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(Self::topic_from_row).collect())
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicRecord>> {
+        let row =
+            sqlx::query("SELECT id, name, uuid, partitions, configs FROM topics WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(Self::topic_from_row))
+    }
+
+    pub async fn topic_by_uuid(&self, uuid: Uuid) -> Result<Option<TopicRecord>> {
+        let row =
+            sqlx::query("SELECT id, name, uuid, partitions, configs FROM topics WHERE uuid = $1")
+                .bind(uuid.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(Self::topic_from_row))
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        config: &TopicConfig,
+    ) -> Result<TopicRecord> {
+        let mut tx = self.pool.begin().await?;
+        let uuid = Uuid::new_v4();
+        let inserted = sqlx::query(
+            "INSERT INTO topics (name, uuid, partitions, configs, created_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(uuid.to_string())
+        .bind(partitions as i64)
+        .bind(config.to_json())
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            return Err(MetaError::TopicExists(name.to_string()));
+        };
+        let id: i64 = row.get(0);
+        for p in 0..partitions {
+            sqlx::query("INSERT INTO partitions (topic_id, partition) VALUES ($1, $2)")
+                .bind(id)
+                .bind(p as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(TopicRecord {
+            id,
+            name: name.to_string(),
+            uuid,
+            partitions,
+            config: config.clone(),
+        })
+    }
+
+    /// Deletes a topic and its index; its segment data is collected later.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord> {
+        let topic = self
+            .topic(name)
+            .await?
+            .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM batches WHERE topic_id = $1",
+            "DELETE FROM producer_state WHERE topic_id = $1",
+            "DELETE FROM partitions WHERE topic_id = $1",
+            "DELETE FROM topics WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(topic.id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(topic)
+    }
+
+    pub async fn add_partitions(&self, name: &str, new_total: i32) -> Result<TopicRecord> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id, partitions FROM topics WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
+        let id: i64 = row.get(0);
+        let current = row.get::<i64, _>(1) as i32;
+        if new_total <= current {
+            return Err(MetaError::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; the new count {new_total} must be larger"
+            )));
+        }
+        for p in current..new_total {
+            sqlx::query("INSERT INTO partitions (topic_id, partition) VALUES ($1, $2)")
+                .bind(id)
+                .bind(p as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE topics SET partitions = $1 WHERE id = $2")
+            .bind(new_total as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.topic(name)
+            .await?
+            .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))
+    }
+
+    pub async fn set_topic_config(&self, name: &str, config: &TopicConfig) -> Result<()> {
+        let done = sqlx::query("UPDATE topics SET configs = $1 WHERE name = $2")
+            .bind(config.to_json())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::UnknownTopic(name.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn partition_offsets(
+        &self,
+        topic_id: i64,
+        partition: i32,
+    ) -> Result<Option<PartitionOffsets>> {
+        let row = sqlx::query(
+            "SELECT log_start, next_offset FROM partitions WHERE topic_id = $1 AND partition = $2",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| PartitionOffsets {
+            log_start: r.get(0),
+            next_offset: r.get(1),
+        }))
+    }
+
+    fn loc_from_row(r: &sqlx::sqlite::SqliteRow) -> BatchLoc {
+        BatchLoc {
+            base_offset: r.get(0),
+            last_offset: r.get(1),
+            max_timestamp: r.get(2),
+            segment_id: r.get(3),
+            segment_key: r.get(4),
+            pos: r.get(5),
+            len: r.get(6),
+        }
+    }
+
+    /// Batches holding `offset` and after it, in offset order.
+    pub async fn batches_from(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchLoc>> {
+        let rows = sqlx::query(
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+             FROM batches b JOIN segments s ON s.id = b.segment_id
+             WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset >= COALESCE(
+                 (SELECT MAX(base_offset) FROM batches
+                  WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3), 0)
+               AND b.last_offset >= $3
+             ORDER BY b.base_offset LIMIT $4",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(Self::loc_from_row).collect())
+    }
+
+    /// The first batch (in offset order) whose max timestamp is at least `ts`.
+    pub async fn first_batch_at_or_after(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        ts: i64,
+        from_offset: i64,
+    ) -> Result<Option<BatchLoc>> {
+        let row = sqlx::query(
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+             FROM batches b JOIN segments s ON s.id = b.segment_id
+             WHERE b.topic_id = $1 AND b.partition = $2 AND b.max_timestamp >= $3 AND b.last_offset >= $4
+             ORDER BY b.base_offset LIMIT 1",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(ts)
+        .bind(from_offset)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(Self::loc_from_row))
+    }
+
+    /// The batch holding the largest timestamp (first such batch on ties).
+    pub async fn max_timestamp_batch(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        from_offset: i64,
+    ) -> Result<Option<BatchLoc>> {
+        let row = sqlx::query(
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+             FROM batches b JOIN segments s ON s.id = b.segment_id
+             WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= $3
+             ORDER BY b.max_timestamp DESC, b.base_offset ASC LIMIT 1",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(from_offset)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(Self::loc_from_row))
+    }
+
+    /// Records a new segment and indexes its batches, assigning offsets.
+    pub async fn commit_append(
+        &self,
+        segment_key: &str,
+        segment_size: i64,
+        batches: &[NewBatch],
+    ) -> Result<Vec<Appended>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let segment_id: i64 = sqlx::query(
+            "INSERT INTO segments (key, size, created_ms) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(segment_key)
+        .bind(segment_size)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let row = sqlx::query(
+                "UPDATE partitions SET next_offset = next_offset + $1
+                 WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
+            )
+            .bind(b.record_count as i64)
+            .bind(b.topic_id)
+            .bind(b.partition as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                out.push(Appended::UnknownPartition);
+                continue;
+            };
+            let next: i64 = row.get(0);
+            let log_start: i64 = row.get(1);
+            let base = next - b.record_count as i64;
+            sqlx::query(
+                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(b.topic_id)
+            .bind(b.partition as i64)
+            .bind(base)
+            .bind(next - 1)
+            .bind(b.max_timestamp)
+            .bind(segment_id)
+            .bind(b.pos)
+            .bind(b.len)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(p) = &b.producer {
+                let current: Option<String> = sqlx::query(
+                    "SELECT recent FROM producer_state WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
+                )
+                .bind(p.producer_id)
+                .bind(b.topic_id)
+                .bind(b.partition as i64)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+                let mut state: ProducerPartitionState = current
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default();
+                if state.epoch != p.epoch {
+                    state.recent.clear();
+                }
+                state.epoch = p.epoch;
+                state.recent.push((p.first_seq, p.last_seq, base));
+                if state.recent.len() > PRODUCER_RECENT_BATCHES {
+                    state.recent.remove(0);
+                }
+                sqlx::query(
+                    "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (producer_id, topic_id, partition)
+                     DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
+                )
+                .bind(p.producer_id)
+                .bind(b.topic_id)
+                .bind(b.partition as i64)
+                .bind(p.epoch as i64)
+                .bind(serde_json::to_string(&state).unwrap_or_default())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            out.push(Appended::Ok {
+                base_offset: base,
+                log_start,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn producer_state(
+        &self,
+        producer_id: i64,
+        topic_id: i64,
+        partition: i32,
+    ) -> Result<Option<ProducerPartitionState>> {
+        let row = sqlx::query(
+            "SELECT recent FROM producer_state WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
+        )
+        .bind(producer_id)
+        .bind(topic_id)
+        .bind(partition as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| serde_json::from_str(r.get::<&str, _>(0)).ok()))
+    }
+
+    /// Hands out a new producer id (never reused).
+    pub async fn allocate_producer_id(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO cluster (key, value) VALUES ('next_producer_id', '1')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+             RETURNING value",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let v: String = row.get(0);
+        Ok(v.parse::<i64>().unwrap_or(1))
+    }
+
+    /// Moves the log start forward to `offset` (never backward) and drops
+    /// batches entirely below it. Returns the new log start.
+    pub async fn advance_log_start(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE partitions SET log_start = MAX(log_start, MIN($1, next_offset))
+             WHERE topic_id = $2 AND partition = $3 RETURNING log_start",
+        )
+        .bind(offset)
+        .bind(topic_id)
+        .bind(partition as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(MetaError::UnknownTopic(format!("topic id {topic_id}")));
+        };
+        let start: i64 = row.get(0);
+        sqlx::query(
+            "DELETE FROM batches WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(start)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(start)
+    }
+
+    /// The offset retention may advance the log start to: past every batch
+    /// older than `cutoff_ms`, then past the oldest batches while the
+    /// partition holds more than `max_bytes`.
+    pub async fn retention_point(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        cutoff_ms: Option<i64>,
+        max_bytes: Option<i64>,
+    ) -> Result<Option<i64>> {
+        let mut point: Option<i64> = None;
+        if let Some(cutoff) = cutoff_ms {
+            // Batches are deleted in offset order; stop at the first one still young.
+            let first_young: Option<i64> = sqlx::query(
+                "SELECT MIN(base_offset) FROM batches WHERE topic_id = $1 AND partition = $2 AND max_timestamp >= $3",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+            let old_end: Option<i64> = sqlx::query(
+                "SELECT MAX(last_offset) + 1 FROM batches WHERE topic_id = $1 AND partition = $2
+                 AND max_timestamp < $3 AND ($4 IS NULL OR base_offset < $4)",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .bind(cutoff)
+            .bind(first_young)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+            point = old_end;
+        }
+        if let Some(limit) = max_bytes {
+            let rows = sqlx::query(
+                "SELECT last_offset, len FROM batches WHERE topic_id = $1 AND partition = $2 ORDER BY base_offset DESC",
+            )
+            .bind(topic_id)
+            .bind(partition as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut kept = 0i64;
+            for r in rows {
+                let len: i64 = r.get(1);
+                kept += len;
+                if kept > limit {
+                    let end: i64 = r.get::<i64, _>(0) + 1;
+                    point = Some(point.map_or(end, |p| p.max(end)));
+                    break;
+                }
+            }
+        }
+        Ok(point)
+    }
+
+    pub async fn all_partitions(&self) -> Result<Vec<(TopicRecord, i32)>> {
+        let topics = self.list_topics().await?;
+        let mut out = Vec::new();
+        for t in topics {
+            for p in 0..t.partitions {
+                out.push((t.clone(), p));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes segment rows no batch points to and returns their object keys.
+    pub async fn collect_unreferenced_segments(&self, older_than_ms: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "DELETE FROM segments WHERE created_ms < $1
+             AND NOT EXISTS (SELECT 1 FROM batches WHERE batches.segment_id = segments.id)
+             RETURNING key",
+        )
+        .bind(older_than_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn segment_exists(&self, key: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM segments WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Total stored bytes and batch count of a partition (for tools).
+    pub async fn partition_size(&self, topic_id: i64, partition: i32) -> Result<i64> {
+        let v: Option<i64> =
+            sqlx::query("SELECT SUM(len) FROM batches WHERE topic_id = $1 AND partition = $2")
+                .bind(topic_id)
+                .bind(partition as i64)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+        Ok(v.unwrap_or(0))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    now_ms()
+}

@@ -1,0 +1,125 @@
+//! Startup and ordered shutdown of the broker process.
+//!
+//! Shutdown order (SIGTERM or Ctrl-C): stop accepting connections; stop
+//! reading new requests; let in-flight requests finish, so queued produce
+//! batches are flushed and acknowledged; then stop the flusher and close the
+//! metadata store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::append::Appender;
+use crate::config::Config;
+use crate::connection;
+use crate::meta::MetaStore;
+use crate::objects::Segments;
+use crate::retention;
+use crate::state::Broker;
+
+const MAX_CONNECTIONS: usize = 10_000;
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let meta = MetaStore::connect(&config.metadata_url)
+        .await
+        .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
+    let segments =
+        Segments::open(&config.object_store_url, config.cache_bytes).with_context(|| {
+            format!(
+                "cannot open the object store at {}",
+                config.object_store_url
+            )
+        })?;
+    let cluster_id = meta.cluster_id().await?;
+    let listener = TcpListener::bind(config.kafka_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another broker running? choose another with --kafka-addr)",
+                config.kafka_addr
+            )
+        })?;
+
+    let flusher_stop = CancellationToken::new();
+    let (commits_tx, commits_rx) = watch::channel(0u64);
+    let (appender, flusher) = Appender::start(
+        meta.clone(),
+        segments.clone(),
+        commits_tx,
+        flusher_stop.clone(),
+    );
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        meta.clone(),
+        segments,
+        appender,
+        cluster_id.clone(),
+        commits_rx,
+    ));
+
+    let background = CancellationToken::new();
+    let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
+
+    tracing::info!(
+        kafka = %config.kafka_addr,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data_dir = %config.data_dir.display(),
+        cluster_id = %cluster_id,
+        "sluice broker ready (no authentication configured: bind to trusted networks only)"
+    );
+
+    let connections = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conn_stop = CancellationToken::new();
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p?,
+            _ = shutdown.cancelled() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                let stop = conn_stop.clone();
+                connections.spawn(async move {
+                    connection::serve(broker, stream, peer, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Usually too many open files: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    conn_stop.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    flusher_stop.cancel();
+    let _ = flusher.await;
+    background.cancel();
+    let _ = retention.await;
+    meta.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

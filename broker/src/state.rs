@@ -1,0 +1,192 @@
+//! Shared broker state handed to every connection and handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::watch;
+
+use crate::append::Appender;
+use crate::config::Config;
+use crate::meta::{MetaError, MetaStore, TopicRecord};
+use crate::objects::Segments;
+use crate::topic_config::TopicConfig;
+
+pub struct Broker {
+    pub config: Config,
+    pub meta: MetaStore,
+    pub segments: Segments,
+    pub appender: Appender,
+    pub cluster_id: String,
+    /// Bumped after every committed append; long-polling fetches wait on it.
+    pub commits: watch::Receiver<u64>,
+    topics: RwLock<HashMap<String, Arc<TopicRecord>>>,
+}
+
+/// A handler-level error: a Kafka error code and a message for the client.
+#[derive(Debug, Clone)]
+pub struct KafkaError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> KafkaError {
+        KafkaError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<MetaError> for KafkaError {
+    fn from(e: MetaError) -> KafkaError {
+        let code = match &e {
+            MetaError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            MetaError::Db(_) | MetaError::Migrate(_) => {
+                tracing::error!(error = %e, "metadata store failure");
+                ResponseError::KafkaStorageError
+            }
+        };
+        KafkaError::new(code, e.to_string())
+    }
+}
+
+/// Kafka's rule for topic names.
+pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
+    let bad = |why: &str| {
+        Err(KafkaError::new(
+            ResponseError::InvalidTopicException,
+            format!("invalid topic name '{name}': {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if name.len() > 249 {
+        return bad("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+impl Broker {
+    pub fn new(
+        config: Config,
+        meta: MetaStore,
+        segments: Segments,
+        appender: Appender,
+        cluster_id: String,
+        commits: watch::Receiver<u64>,
+    ) -> Broker {
+        Broker {
+            config,
+            meta,
+            segments,
+            appender,
+            cluster_id,
+            commits,
+            topics: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A topic by name, from the cache or the metadata store.
+    pub async fn topic(&self, name: &str) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
+        if let Some(t) = self.cached(name) {
+            return Ok(Some(t));
+        }
+        let found = self.meta.topic(name).await?;
+        Ok(found.map(|t| self.remember(t)))
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<TopicRecord>> {
+        // std RwLock: held only for a map lookup, never across an await.
+        self.topics.read().ok()?.get(name).cloned()
+    }
+
+    fn remember(&self, t: TopicRecord) -> Arc<TopicRecord> {
+        let t = Arc::new(t);
+        if let Ok(mut map) = self.topics.write() {
+            map.insert(t.name.clone(), t.clone());
+        }
+        t
+    }
+
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.topics.write() {
+            map.remove(name);
+        }
+    }
+
+    pub async fn topic_by_uuid(
+        &self,
+        uuid: uuid::Uuid,
+    ) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
+        let found = self.meta.topic_by_uuid(uuid).await?;
+        Ok(found.map(|t| self.remember(t)))
+    }
+
+    /// Reloads a topic after a change made through this broker.
+    pub async fn refresh(&self, name: &str) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
+        self.forget(name);
+        self.topic(name).await
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        config: &TopicConfig,
+    ) -> Result<Arc<TopicRecord>, KafkaError> {
+        validate_topic_name(name)?;
+        let t = self.meta.create_topic(name, partitions, config).await?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(self.remember(t))
+    }
+
+    /// Looks a topic up, creating it when auto-creation is on and allowed.
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        allow_create: bool,
+    ) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
+        if let Some(t) = self.topic(name).await? {
+            return Ok(Some(t));
+        }
+        if !(allow_create && self.config.auto_create_topics) {
+            return Ok(None);
+        }
+        match self
+            .create_topic(
+                name,
+                self.config.default_partitions,
+                &TopicConfig::default(),
+            )
+            .await
+        {
+            Ok(t) => Ok(Some(t)),
+            // Created concurrently by another request.
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => self.topic(name).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord, KafkaError> {
+        let t = self.meta.delete_topic(name).await?;
+        self.forget(name);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(t)
+    }
+}
+
+pub type SharedBroker = Arc<Broker>;
