@@ -57,6 +57,14 @@ pub struct ServeArgs {
     /// How often retention runs, in seconds.
     #[arg(long, env = "SLUICE_RETENTION_CHECK_SECS", value_name = "SECS")]
     pub retention_check_secs: Option<u64>,
+    /// How long the first rebalance of an empty group waits for more members,
+    /// in milliseconds (Kafka's `group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// The config file: the same keys as the flags.
@@ -76,6 +84,7 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     cache_bytes: Option<u64>,
     retention_check_secs: Option<u64>,
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// Resolved broker settings.
@@ -95,6 +104,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub cache_bytes: u64,
     pub retention_check: Duration,
+    pub group_initial_delay: Duration,
 }
 
 impl Config {
@@ -180,6 +190,11 @@ impl Config {
                     .or(file.retention_check_secs)
                     .unwrap_or(30)
                     .max(1),
+            ),
+            group_initial_delay: Duration::from_millis(
+                args.group_initial_rebalance_delay_ms
+                    .or(file.group_initial_rebalance_delay_ms)
+                    .unwrap_or(3000),
             ),
         })
     }

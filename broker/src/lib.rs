@@ -12,6 +12,7 @@ pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod groups;
 pub mod handlers;
 pub mod meta;
 pub mod objects;

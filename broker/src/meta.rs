@@ -677,3 +677,144 @@ impl MetaStore {
 pub fn unix_ms() -> i64 {
     now_ms()
 }
+
+/// A consumer group as persisted after each completed rebalance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub protocol: Option<String>,
+    pub generation: i32,
+    pub leader: Option<String>,
+    /// JSON array of members (owned by the coordinator).
+    pub members_json: String,
+}
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+impl MetaStore {
+    pub async fn load_groups(&self) -> Result<Vec<StoredGroup>> {
+        let rows = sqlx::query(
+            "SELECT group_id, protocol_type, protocol, generation, leader, members FROM consumer_groups",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredGroup {
+                group_id: r.get(0),
+                protocol_type: r.get(1),
+                protocol: r.get(2),
+                generation: r.get::<i64, _>(3) as i32,
+                leader: r.get(4),
+                members_json: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn save_group(&self, g: &StoredGroup) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO consumer_groups (group_id, protocol_type, protocol, generation, leader, members, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (group_id) DO UPDATE SET protocol_type = excluded.protocol_type,
+               protocol = excluded.protocol, generation = excluded.generation, leader = excluded.leader,
+               members = excluded.members, updated_ms = excluded.updated_ms",
+        )
+        .bind(&g.group_id)
+        .bind(&g.protocol_type)
+        .bind(&g.protocol)
+        .bind(g.generation as i64)
+        .bind(&g.leader)
+        .bind(&g.members_json)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM group_offsets WHERE group_id = $1",
+            "DELETE FROM consumer_groups WHERE group_id = $1",
+        ] {
+            sqlx::query(sql).bind(group_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores offsets for a group in one transaction.
+    pub async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for o in offsets {
+            sqlx::query(
+                "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+                   committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
+                   metadata = excluded.metadata, commit_ms = excluded.commit_ms",
+            )
+            .bind(group_id)
+            .bind(&o.topic)
+            .bind(o.partition as i64)
+            .bind(o.offset)
+            .bind(o.leader_epoch as i64)
+            .bind(&o.metadata)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
+        let rows = sqlx::query(
+            "SELECT topic, partition, committed_offset, leader_epoch, metadata FROM group_offsets
+             WHERE group_id = $1 ORDER BY topic, partition",
+        )
+        .bind(group_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CommittedOffset {
+                topic: r.get(0),
+                partition: r.get::<i64, _>(1) as i32,
+                offset: r.get(2),
+                leader_epoch: r.get::<i64, _>(3) as i32,
+                metadata: r.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn delete_offsets(&self, group_id: &str, topic: &str, partition: i32) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind(group_id)
+        .bind(topic)
+        .bind(partition as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Groups that have committed offsets (some may have no stored metadata).
+    pub async fn groups_with_offsets(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT group_id FROM group_offsets")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

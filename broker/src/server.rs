@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::append::Appender;
 use crate::config::Config;
 use crate::connection;
+use crate::groups::Coordinator;
 use crate::meta::MetaStore;
 use crate::objects::Segments;
 use crate::retention;
@@ -55,16 +56,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         commits_tx,
         flusher_stop.clone(),
     );
+    let background = CancellationToken::new();
+    let groups = Coordinator::start(meta.clone(), config.group_initial_delay, background.clone())
+        .await
+        .context("cannot load consumer groups")?;
     let broker = Arc::new(Broker::new(
         config.clone(),
         meta.clone(),
         segments,
         appender,
+        groups,
         cluster_id.clone(),
         commits_rx,
     ));
 
-    let background = CancellationToken::new();
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
 
     tracing::info!(

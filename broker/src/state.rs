@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::append::Appender;
 use crate::config::Config;
+use crate::groups::Coordinator;
 use crate::meta::{MetaError, MetaStore, TopicRecord};
 use crate::objects::Segments;
 use crate::topic_config::TopicConfig;
@@ -17,6 +18,7 @@ pub struct Broker {
     pub meta: MetaStore,
     pub segments: Segments,
     pub appender: Appender,
+    pub groups: Arc<Coordinator>,
     pub cluster_id: String,
     /// Bumped after every committed append; long-polling fetches wait on it.
     pub commits: watch::Receiver<u64>,
@@ -86,6 +88,7 @@ impl Broker {
         meta: MetaStore,
         segments: Segments,
         appender: Appender,
+        groups: Arc<Coordinator>,
         cluster_id: String,
         commits: watch::Receiver<u64>,
     ) -> Broker {
@@ -94,6 +97,7 @@ impl Broker {
             meta,
             segments,
             appender,
+            groups,
             cluster_id,
             commits,
             topics: RwLock::new(HashMap::new()),

@@ -18,11 +18,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub async fn handle(
-    broker: &Broker,
-    req: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();

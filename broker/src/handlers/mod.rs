@@ -18,15 +18,28 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
+mod describe_log_dirs;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 pub type Pending = BoxFuture<'static, Result<Option<Bytes>, CodecError>>;
 
@@ -57,7 +70,6 @@ pub async fn start(
     req: RequestFrame,
 ) -> Result<Pending, CodecError> {
     use kafka_protocol::messages as m;
-    let _ = &ctx;
     Ok(match req.api_key {
         ApiKey::Produce => {
             let body: m::ProduceRequest = req.decode()?;
@@ -105,6 +117,34 @@ pub async fn start(
                 respond(&req, &resp)
             }
             .boxed()
+        }
+        ApiKey::FindCoordinator => {
+            simple!(broker, req, find_coordinator, m::FindCoordinatorRequest)
+        }
+        ApiKey::JoinGroup => {
+            let body: m::JoinGroupRequest = req.decode()?;
+            let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+            let host = ctx.peer.ip().to_string();
+            async move {
+                let resp = join_group::handle(&broker, body, req.version, client_id, host).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::SyncGroup => simple!(broker, req, sync_group, m::SyncGroupRequest),
+        ApiKey::Heartbeat => simple!(broker, req, heartbeat, m::HeartbeatRequest),
+        ApiKey::LeaveGroup => simple!(broker, req, leave_group, m::LeaveGroupRequest),
+        ApiKey::OffsetCommit => simple!(broker, req, offset_commit, m::OffsetCommitRequest),
+        ApiKey::OffsetFetch => simple!(broker, req, offset_fetch, m::OffsetFetchRequest),
+        ApiKey::OffsetDelete => simple!(broker, req, offset_delete, m::OffsetDeleteRequest),
+        ApiKey::ListGroups => simple!(broker, req, list_groups, m::ListGroupsRequest),
+        ApiKey::DescribeGroups => simple!(broker, req, describe_groups, m::DescribeGroupsRequest),
+        ApiKey::DeleteGroups => simple!(broker, req, delete_groups, m::DeleteGroupsRequest),
+        ApiKey::DescribeCluster => {
+            simple!(broker, req, describe_cluster, m::DescribeClusterRequest)
+        }
+        ApiKey::DescribeLogDirs => {
+            simple!(broker, req, describe_log_dirs, m::DescribeLogDirsRequest)
         }
         other => {
             return Err(CodecError::UnsupportedVersion {

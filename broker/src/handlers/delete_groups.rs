@@ -1,0 +1,23 @@
+//! DeleteGroups: only groups without members (NON_EMPTY_GROUP otherwise).
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use crate::state::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    req: DeleteGroupsRequest,
+    _version: i16,
+) -> DeleteGroupsResponse {
+    let mut resp = DeleteGroupsResponse::default();
+    for id in req.groups_names {
+        let mut r = DeletableGroupResult::default();
+        r.group_id = id.clone();
+        if let Some(e) = broker.groups.delete(&id).await {
+            r.error_code = e.code();
+        }
+        resp.results.push(r);
+    }
+    resp
+}

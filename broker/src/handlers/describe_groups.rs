@@ -1,0 +1,50 @@
+//! DescribeGroups: state, protocol and members with their assignments.
+//! An unknown group is described as `Dead` with no members, as Kafka does.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use super::str_bytes;
+use crate::state::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    let offset_only = broker.groups.list().await;
+    for id in req.groups {
+        let mut d = DescribedGroup::default();
+        d.group_id = id.clone();
+        match broker.groups.summary(&id).await {
+            Some(s) => {
+                d.group_state = str_bytes(s.state.as_str());
+                d.protocol_type = str_bytes(s.protocol_type);
+                d.protocol_data = str_bytes(s.protocol);
+                d.members = s
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = DescribedGroupMember::default();
+                        dm.member_id = str_bytes(m.member_id);
+                        if version >= 4 {
+                            dm.group_instance_id = m.group_instance_id.map(str_bytes);
+                        }
+                        dm.client_id = str_bytes(m.client_id);
+                        dm.client_host = str_bytes(m.client_host);
+                        dm.member_metadata = m.metadata;
+                        dm.member_assignment = m.assignment;
+                        dm
+                    })
+                    .collect();
+            }
+            None if offset_only.iter().any(|g| g.group_id == id.as_str()) => {
+                d.group_state = str_bytes("Empty");
+            }
+            None => d.group_state = str_bytes("Dead"),
+        }
+        resp.groups.push(d);
+    }
+    resp
+}

@@ -1,0 +1,18 @@
+//! Heartbeat: keeps a member's session alive and tells it to rejoin when a
+//! rebalance starts.
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::state::Broker;
+
+pub async fn handle(broker: &Broker, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    let mut resp = HeartbeatResponse::default();
+    if let Some(e) = broker
+        .groups
+        .heartbeat(&req.group_id, req.generation_id, &req.member_id)
+        .await
+    {
+        resp.error_code = e.code();
+    }
+    resp
+}

@@ -1,0 +1,128 @@
+//! OffsetFetch: committed offsets of one group (v0-7) or several (v8+).
+//! A group or partition with no commit answers offset -1 without error, as
+//! Kafka does.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use super::str_bytes;
+use crate::meta::CommittedOffset;
+use crate::state::Broker;
+
+/// (topic, partitions or None for all) → committed offsets found.
+async fn lookup(
+    broker: &Broker,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+    let stored = broker.meta.fetch_offsets(group).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read committed offsets");
+        kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code()
+    })?;
+    let mut by_topic: HashMap<String, Vec<CommittedOffset>> = HashMap::new();
+    for o in stored {
+        by_topic.entry(o.topic.clone()).or_default().push(o);
+    }
+    Ok(match wanted {
+        None => {
+            let mut all: Vec<_> = by_topic
+                .into_iter()
+                .map(|(t, offs)| {
+                    (
+                        t,
+                        offs.into_iter().map(|o| (o.partition, Some(o))).collect(),
+                    )
+                })
+                .collect();
+            all.sort_by(|a: &(String, Vec<_>), b| a.0.cmp(&b.0));
+            all
+        }
+        Some(list) => list
+            .into_iter()
+            .map(|(t, parts)| {
+                let offs = by_topic.get(&t);
+                let found = parts
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            offs.and_then(|o| o.iter().find(|x| x.partition == p).cloned()),
+                        )
+                    })
+                    .collect();
+                (t, found)
+            })
+            .collect(),
+    })
+}
+
+pub async fn handle(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let mut resp = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in req.groups {
+            let mut gr = OffsetFetchResponseGroup::default();
+            gr.group_id = g.group_id.clone();
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            match lookup(broker, &g.group_id, wanted).await {
+                Err(code) => gr.error_code = code,
+                Ok(found) => {
+                    for (topic, parts) in found {
+                        let mut tr = OffsetFetchResponseTopics::default();
+                        tr.name = TopicName(str_bytes(topic));
+                        for (p, o) in parts {
+                            let mut pr = OffsetFetchResponsePartitions::default();
+                            pr.partition_index = p;
+                            pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
+                            pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
+                            pr.metadata =
+                                Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+                            tr.partitions.push(pr);
+                        }
+                        gr.topics.push(tr);
+                    }
+                }
+            }
+            resp.groups.push(gr);
+        }
+        return resp;
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect()
+    });
+    match lookup(broker, &req.group_id, wanted).await {
+        Err(code) => {
+            if version >= 2 {
+                resp.error_code = code;
+            }
+        }
+        Ok(found) => {
+            for (topic, parts) in found {
+                let mut tr = OffsetFetchResponseTopic::default();
+                tr.name = TopicName(str_bytes(topic));
+                for (p, o) in parts {
+                    let mut pr = OffsetFetchResponsePartition::default();
+                    pr.partition_index = p;
+                    pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
+                    if version >= 5 {
+                        pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
+                    }
+                    pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+                    tr.partitions.push(pr);
+                }
+                resp.topics.push(tr);
+            }
+        }
+    }
+    resp
+}
