@@ -9,6 +9,8 @@
 
 pub mod append;
 pub mod batch;
+pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use sluice_broker::cli::{GroupsCmd, TopicsCmd};
 use sluice_broker::config::{Config, ServeArgs};
 
 #[derive(Parser)]
@@ -20,6 +21,12 @@ struct Cli {
 enum Command {
     /// Run a broker (embedded defaults: data under ./sluice-data, Kafka on 127.0.0.1:9092).
     Serve(ServeArgs),
+    /// Inspect and manage topics on a running broker.
+    #[command(subcommand)]
+    Topics(TopicsCmd),
+    /// Inspect consumer groups (members, committed offsets, lag).
+    #[command(subcommand)]
+    Groups(GroupsCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +56,8 @@ fn main() -> std::process::ExitCode {
                 tokio::spawn(wait_for_signal(shutdown.clone()));
                 sluice_broker::server::run(config, shutdown).await
             }
+            Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
+            Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
         }
     });
     match result {

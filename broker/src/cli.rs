@@ -1,0 +1,459 @@
+//! Operator commands: `sluice topics …` and `sluice groups …`. They speak the
+//! Kafka protocol to a running broker, like any other admin tool.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{self as m, GroupId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{Client, parse_assignment, table};
+
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// A broker's Kafka address.
+    #[arg(
+        long,
+        short = 'b',
+        env = "SLUICE_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCmd {
+    /// List topics with partition and record counts.
+    List(Target),
+    /// Show a topic's partitions (offsets) and configuration.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: i32,
+        /// Topic config, KEY=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set or remove topic config overrides.
+    AlterConfig {
+        name: String,
+        /// KEY=VALUE to set (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// KEY to reset to the default (repeatable).
+        #[arg(long, value_name = "KEY")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCmd {
+    /// List consumer groups.
+    List(Target),
+    /// Show a group's members and per-partition committed offsets and lag.
+    Describe {
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Writes to stdout; a closed pipe (e.g. `| head`) just ends the output.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn check(code: i16, msg: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = ResponseError::try_from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    match msg {
+        Some(m) if !m.is_empty() => bail!("{what}: {name}: {m}"),
+        _ => bail!("{what}: {name} (error code {code})"),
+    }
+}
+
+fn split_kv(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => bail!("'{kv}' is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+async fn metadata(
+    c: &mut Client,
+    topics: Option<Vec<String>>,
+) -> anyhow::Result<m::MetadataResponse> {
+    let mut req = m::MetadataRequest::default();
+    req.topics = topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| {
+                let mut x = m::metadata_request::MetadataRequestTopic::default();
+                x.name = Some(TopicName(s(t)));
+                x
+            })
+            .collect()
+    });
+    c.send(&req, 12).await
+}
+
+/// (log start, high watermark) for each partition of each topic.
+async fn offsets(
+    c: &mut Client,
+    topics: &[(String, i32)],
+) -> anyhow::Result<BTreeMap<(String, i32), (i64, i64)>> {
+    let mut out = BTreeMap::new();
+    for ts in [-2i64, -1] {
+        let mut req = m::ListOffsetsRequest::default();
+        req.replica_id = m::BrokerId(-1);
+        for (name, parts) in topics {
+            let mut t = m::list_offsets_request::ListOffsetsTopic::default();
+            t.name = TopicName(s(name.clone()));
+            for p in 0..*parts {
+                let mut lp = m::list_offsets_request::ListOffsetsPartition::default();
+                lp.partition_index = p;
+                lp.timestamp = ts;
+                t.partitions.push(lp);
+            }
+            req.topics.push(t);
+        }
+        let resp = c.send(&req, 5).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                let e = out
+                    .entry((t.name.to_string(), p.partition_index))
+                    .or_insert((-1, -1));
+                if ts == -2 {
+                    e.0 = p.offset;
+                } else {
+                    e.1 = p.offset;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn topics(cmd: TopicsCmd) -> anyhow::Result<()> {
+    match cmd {
+        TopicsCmd::List(target) => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let md = metadata(&mut c, None).await?;
+            let list: Vec<(String, i32)> = md
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        t.partitions.len() as i32,
+                    )
+                })
+                .collect();
+            let offs = offsets(&mut c, &list).await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|(name, parts)| {
+                    let records: i64 = (0..*parts)
+                        .map(|p| {
+                            offs.get(&(name.clone(), p))
+                                .map_or(0, |(lo, hi)| (hi - lo).max(0))
+                        })
+                        .sum();
+                    vec![name.clone(), parts.to_string(), records.to_string()]
+                })
+                .collect();
+            out(&table(&["TOPIC", "PARTITIONS", "RECORDS"], &rows));
+        }
+        TopicsCmd::Describe { name, target } => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut req = m::MetadataRequest::default();
+            let mut x = m::metadata_request::MetadataRequestTopic::default();
+            x.name = Some(TopicName(s(name.clone())));
+            req.topics = Some(vec![x]);
+            req.allow_auto_topic_creation = false;
+            let md = c.send(&req, 12).await?;
+            let Some(t) = md.topics.first() else {
+                bail!("no answer for topic '{name}'")
+            };
+            check(t.error_code, None, &format!("topic '{name}'"))?;
+            let parts = t.partitions.len() as i32;
+            out(&format!(
+                "Topic: {name}  id: {}  partitions: {parts}\n\n",
+                t.topic_id
+            ));
+            let offs = offsets(&mut c, &[(name.clone(), parts)]).await?;
+            let rows: Vec<Vec<String>> = offs
+                .iter()
+                .map(|((_, p), (lo, hi))| {
+                    vec![
+                        p.to_string(),
+                        lo.to_string(),
+                        hi.to_string(),
+                        (hi - lo).max(0).to_string(),
+                    ]
+                })
+                .collect();
+            out(&table(
+                &["PARTITION", "LOG START", "HIGH WATERMARK", "RECORDS"],
+                &rows,
+            ));
+            let mut dreq = m::DescribeConfigsRequest::default();
+            let mut r = m::describe_configs_request::DescribeConfigsResource::default();
+            r.resource_type = 2;
+            r.resource_name = s(name.clone());
+            dreq.resources.push(r);
+            let cfg = c.send(&dreq, 1).await?;
+            if let Some(res) = cfg.results.first() {
+                check(
+                    res.error_code,
+                    res.error_message.as_ref(),
+                    "describe configs",
+                )?;
+                let rows: Vec<Vec<String>> = res
+                    .configs
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.name.to_string(),
+                            e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                            if e.config_source == 1 {
+                                "topic override"
+                            } else {
+                                "default"
+                            }
+                            .to_string(),
+                        ]
+                    })
+                    .collect();
+                out("
+");
+                out(&table(&["CONFIG", "VALUE", "SOURCE"], &rows));
+            }
+        }
+        TopicsCmd::Create {
+            name,
+            partitions,
+            configs,
+            target,
+        } => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut req = m::CreateTopicsRequest::default();
+            let mut t = m::create_topics_request::CreatableTopic::default();
+            t.name = TopicName(s(name.clone()));
+            t.num_partitions = partitions;
+            t.replication_factor = -1;
+            for (k, v) in split_kv(&configs)? {
+                let mut cfg = m::create_topics_request::CreatableTopicConfig::default();
+                cfg.name = s(k);
+                cfg.value = Some(s(v));
+                t.configs.push(cfg);
+            }
+            req.topics.push(t);
+            req.timeout_ms = 30_000;
+            let resp = c.send(&req, 5).await?;
+            for r in resp.topics {
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("create topic '{name}'"),
+                )?;
+            }
+            out(&format!(
+                "Created topic {name} with {partitions} partition(s).\n"
+            ));
+        }
+        TopicsCmd::Delete { name, target } => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut req = m::DeleteTopicsRequest::default();
+            req.topic_names.push(TopicName(s(name.clone())));
+            req.timeout_ms = 30_000;
+            let resp = c.send(&req, 5).await?;
+            for r in resp.responses {
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("delete topic '{name}'"),
+                )?;
+            }
+            out(&format!("Deleted topic {name}.\n"));
+        }
+        TopicsCmd::AlterConfig {
+            name,
+            set,
+            delete,
+            target,
+        } => {
+            if set.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --set KEY=VALUE and/or --delete KEY");
+            }
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut req = m::IncrementalAlterConfigsRequest::default();
+            let mut r = m::incremental_alter_configs_request::AlterConfigsResource::default();
+            r.resource_type = 2;
+            r.resource_name = s(name.clone());
+            for (k, v) in split_kv(&set)? {
+                let mut a = m::incremental_alter_configs_request::AlterableConfig::default();
+                a.name = s(k);
+                a.config_operation = 0;
+                a.value = Some(s(v));
+                r.configs.push(a);
+            }
+            for k in delete {
+                let mut a = m::incremental_alter_configs_request::AlterableConfig::default();
+                a.name = s(k);
+                a.config_operation = 1;
+                r.configs.push(a);
+            }
+            req.resources.push(r);
+            let resp = c.send(&req, 0).await?;
+            for r in resp.responses {
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("alter config of '{name}'"),
+                )?;
+            }
+            out(&format!("Updated config of topic {name}.\n"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupsCmd::List(target) => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let resp = c.send(&m::ListGroupsRequest::default(), 4).await?;
+            check(resp.error_code, None, "list groups")?;
+            let ids: Vec<GroupId> = resp.groups.iter().map(|g| g.group_id.clone()).collect();
+            let mut dreq = m::DescribeGroupsRequest::default();
+            dreq.groups = ids;
+            let desc = c.send(&dreq, 4).await?;
+            let rows: Vec<Vec<String>> = desc
+                .groups
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.group_id.to_string(),
+                        g.group_state.to_string(),
+                        g.protocol_type.to_string(),
+                        g.protocol_data.to_string(),
+                        g.members.len().to_string(),
+                    ]
+                })
+                .collect();
+            out(&table(
+                &["GROUP", "STATE", "TYPE", "ASSIGNOR", "MEMBERS"],
+                &rows,
+            ));
+        }
+        GroupsCmd::Describe { group, target } => {
+            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut dreq = m::DescribeGroupsRequest::default();
+            dreq.groups = vec![GroupId(s(group.clone()))];
+            let desc = c.send(&dreq, 4).await?;
+            let Some(g) = desc.groups.first() else {
+                bail!("no answer for group '{group}'")
+            };
+            check(g.error_code, None, &format!("group '{group}'"))?;
+            println!(
+                "Group: {group}  state: {}  assignor: {}  members: {}\n",
+                g.group_state,
+                g.protocol_data,
+                g.members.len()
+            );
+            let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+            for mem in &g.members {
+                for (t, ps) in parse_assignment(&mem.member_assignment) {
+                    for p in ps {
+                        owner.insert(
+                            (t.clone(), p),
+                            format!("{} ({})", mem.client_id, mem.client_host),
+                        );
+                    }
+                }
+            }
+            let mut oreq = m::OffsetFetchRequest::default();
+            oreq.group_id = GroupId(s(group.clone()));
+            oreq.topics = None;
+            let offs = c.send(&oreq, 7).await?;
+            check(offs.error_code, None, "fetch offsets")?;
+            let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for t in &offs.topics {
+                for p in &t.partitions {
+                    committed.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                }
+            }
+            for k in owner.keys() {
+                committed.entry(k.clone()).or_insert(-1);
+            }
+            let mut per_topic: BTreeMap<String, i32> = BTreeMap::new();
+            for (t, p) in committed.keys() {
+                let e = per_topic.entry(t.clone()).or_insert(0);
+                *e = (*e).max(p + 1);
+            }
+            let list: Vec<(String, i32)> = per_topic.into_iter().collect();
+            let ends = offsets(&mut c, &list).await?;
+            let rows: Vec<Vec<String>> = committed
+                .iter()
+                .map(|((t, p), off)| {
+                    let end = ends.get(&(t.clone(), *p)).map_or(-1, |e| e.1);
+                    let lag = if *off >= 0 && end >= 0 {
+                        (end - off).max(0).to_string()
+                    } else {
+                        "-".into()
+                    };
+                    vec![
+                        t.clone(),
+                        p.to_string(),
+                        if *off >= 0 {
+                            off.to_string()
+                        } else {
+                            "-".into()
+                        },
+                        end.to_string(),
+                        lag,
+                        owner
+                            .get(&(t.clone(), *p))
+                            .cloned()
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out(&table(
+                &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+                &rows,
+            ));
+        }
+    }
+    Ok(())
+}
