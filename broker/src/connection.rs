@@ -82,6 +82,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 let _ = tx.send(Some(codec::api_versions_fallback(correlation_id)));
             }
             Ok(Decoded::Request(req)) => {
+                tracing::trace!(api = ?req.api_key, version = req.version, correlation_id = req.correlation_id(), "request");
                 let pending = handlers::start(broker.clone(), ctx.clone(), req).await;
                 match pending {
                     Ok(fut) => {

@@ -3,6 +3,13 @@
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc reserves large blocks with MAP_NORESERVE, so a request that
+/// declares an absurd array length (the protocol crate pre-allocates from the
+/// declared count) costs address space, not memory, and fails to decode
+/// instead of aborting the process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sluice_broker::cli::{GroupsCmd, TopicsCmd};
 use sluice_broker::config::{Config, ServeArgs};
 
@@ -36,6 +43,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -62,7 +62,8 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
             let name = t.name.to_string();
             let topic = match validate_topic_name(&name) {
                 Err(e) => Err(e),
-                Ok(()) => broker.topic_or_create(&name, true).await,
+                // As in Kafka, topics are auto-created by Metadata requests, not by Produce.
+                Ok(()) => broker.topic(&name).await,
             };
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {

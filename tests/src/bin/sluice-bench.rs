@@ -1,0 +1,539 @@
+//! Produce/consume benchmark for sluice (or any Kafka-compatible broker),
+//! driven through librdkafka.
+//!
+//! Without `--broker` it starts its own `sluice serve` (the `sluice` binary
+//! next to this executable, or `--sluice-bin`) on a temporary data directory
+//! and stops it at the end.
+//!
+//! Throughput: `sluice-bench --records 1000000`
+//! Latency at a fixed offered load: `sluice-bench --rate 20 --duration-secs 60`
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_tests::{Broker, Rng, block_on, sluice_bin};
+
+const MB: f64 = 1_000_000.0;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice-bench",
+    about = "Produce then consume records through librdkafka and report throughput and ack latency",
+    after_help = "Throughput mode: --rate 0 (default). Latency mode: e.g. --rate 20 --duration-secs 60.\n\
+                  MB means 10^6 bytes of record values."
+)]
+struct Args {
+    /// Address of a running broker. Without it, an embedded `sluice serve` is
+    /// started on a temporary data directory.
+    #[arg(long)]
+    broker: Option<String>,
+
+    /// Broker binary for embedded mode (default: `sluice` next to this executable).
+    #[arg(long)]
+    sluice_bin: Option<PathBuf>,
+
+    /// Extra arguments passed to `sluice serve` in embedded mode.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+
+    /// Size of each record value in bytes.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+
+    /// Number of partitions of the benchmark topic.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+
+    /// Producer acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+
+    /// Compression codec: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+
+    /// Number of records to produce (default 500000 unless --duration-secs is given).
+    #[arg(long)]
+    records: Option<u64>,
+
+    /// Produce for this many seconds (stops earlier if --records is reached).
+    #[arg(long)]
+    duration_secs: Option<f64>,
+
+    /// Offered produce rate in MB/s; 0 means as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+
+    /// Topic name (created if missing). Default: a fresh unique name.
+    #[arg(long)]
+    topic: Option<String>,
+
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+
+    /// Enable the idempotent producer (requires --acks all).
+    #[arg(long)]
+    idempotence: bool,
+
+    /// Skip the consume phase.
+    #[arg(long)]
+    no_consume: bool,
+
+    /// Extra librdkafka producer setting, key=value (repeatable).
+    #[arg(long = "producer-config", value_parser = parse_kv)]
+    producer_config: Vec<(String, String)>,
+
+    /// Extra librdkafka consumer setting, key=value (repeatable).
+    #[arg(long = "consumer-config", value_parser = parse_kv)]
+    consumer_config: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+/// Records the send-to-ack latency of every delivery.
+struct BenchContext {
+    start: Instant,
+    latency_us: Mutex<Histogram<u64>>,
+    acked: AtomicU64,
+    acked_bytes: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for BenchContext {}
+
+impl ProducerContext for BenchContext {
+    /// Nanoseconds since `start` at the time of sending.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_ns: usize) {
+        let now_ns = self.start.elapsed().as_nanos() as u64;
+        match result {
+            Ok(m) => {
+                let us = now_ns.saturating_sub(sent_at_ns as u64) / 1_000;
+                self.latency_us.lock().unwrap().saturating_record(us.max(1));
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                let len = m.payload().map_or(0, <[u8]>::len) as u64;
+                self.acked_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap();
+                if first.is_none() {
+                    *first = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+struct ProduceResult {
+    acked: u64,
+    failed: u64,
+    bytes: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+    first_error: Option<String>,
+}
+
+struct ConsumeResult {
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("sluice-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.record_size == 0 {
+        bail!("--record-size must be at least 1");
+    }
+    if args.partitions < 1 {
+        bail!("--partitions must be at least 1");
+    }
+    let mut embedded = None;
+    let bootstrap = match &args.broker {
+        Some(addr) => addr.clone(),
+        None => {
+            let bin = match &args.sluice_bin {
+                Some(p) => p.clone(),
+                None => sluice_bin()?,
+            };
+            let serve_args: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
+            eprintln!("starting embedded broker {}", bin.display());
+            let broker = Broker::try_start_bin(bin, &serve_args)?;
+            let addr = broker.bootstrap();
+            embedded = Some(broker);
+            addr
+        }
+    };
+
+    let result = bench(&args, &bootstrap);
+
+    if let Some(mut broker) = embedded {
+        eprintln!("stopping embedded broker");
+        let status = broker.terminate();
+        if !status.success() {
+            eprintln!("embedded broker exited with {status}");
+        }
+        if result.is_err() {
+            eprintln!("--- broker log tail ---\n{}", broker.log_tail(50));
+        }
+    }
+    result
+}
+
+fn bench(args: &Args, bootstrap: &str) -> anyhow::Result<()> {
+    let topic = args.topic.clone().unwrap_or_else(|| {
+        format!(
+            "bench-{}-{}",
+            std::process::id(),
+            sluice_tests::now_ms() % 1_000_000
+        )
+    });
+    let records_limit = match (args.records, args.duration_secs) {
+        (Some(n), _) => n,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 500_000,
+    };
+    let duration_limit = args.duration_secs.map(Duration::from_secs_f64);
+
+    println!("sluice-bench");
+    println!(
+        "  broker {bootstrap}{}, topic {topic}, {} partitions",
+        if args.broker.is_some() {
+            ""
+        } else {
+            " (embedded)"
+        },
+        args.partitions
+    );
+    println!(
+        "  record size {} B, acks={}, compression={}, linger.ms={}, idempotence={}",
+        args.record_size, args.acks, args.compression, args.linger_ms, args.idempotence
+    );
+    println!(
+        "  offered rate: {}; stop after {}{}",
+        if args.rate > 0.0 {
+            format!("{} MB/s", args.rate)
+        } else {
+            "unlimited".to_string()
+        },
+        if records_limit == u64::MAX {
+            "-".to_string()
+        } else {
+            format!("{records_limit} records")
+        },
+        duration_limit
+            .map(|d| format!(" / {:.1} s", d.as_secs_f64()))
+            .unwrap_or_default()
+    );
+
+    create_topic(bootstrap, &topic, args.partitions)?;
+
+    let produced = produce(args, bootstrap, &topic, records_limit, duration_limit)?;
+    let secs = produced.elapsed.as_secs_f64();
+    let h = &produced.latency_us;
+    println!();
+    println!("produce");
+    println!(
+        "  {} records acked ({} failed) in {:.2} s",
+        produced.acked, produced.failed, secs
+    );
+    println!(
+        "  throughput   {:>10.1} MB/s   {:>12.0} records/s",
+        produced.bytes as f64 / MB / secs,
+        produced.acked as f64 / secs
+    );
+    if h.is_empty() {
+        println!("  ack latency  (no successful deliveries)");
+    } else {
+        let ms = |us: u64| us as f64 / 1_000.0;
+        println!(
+            "  ack latency  p50 {:.2} ms   p99 {:.2} ms   p99.9 {:.2} ms   max {:.2} ms",
+            ms(h.value_at_quantile(0.50)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max())
+        );
+    }
+    if let Some(e) = &produced.first_error {
+        println!("  first delivery error: {e}");
+    }
+
+    if !args.no_consume {
+        let consumed = consume(args, bootstrap, &topic)?;
+        let secs = consumed.elapsed.as_secs_f64();
+        println!();
+        println!("consume");
+        println!("  {} records in {:.2} s", consumed.records, secs);
+        println!(
+            "  throughput   {:>10.1} MB/s   {:>12.0} records/s",
+            consumed.bytes as f64 / MB / secs,
+            consumed.records as f64 / secs
+        );
+        if consumed.records < produced.acked {
+            bail!(
+                "consumed {} records but {} were acknowledged",
+                consumed.records,
+                produced.acked
+            );
+        }
+    }
+    if produced.failed > 0 {
+        bail!("{} deliveries failed", produced.failed);
+    }
+    Ok(())
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("create admin client")?;
+    let timeout = Duration::from_secs(30);
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let res = block_on(admin.create_topics([&new], &opts), timeout)?.context("CreateTopics")?;
+    match res.first() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
+            eprintln!("topic {topic} already exists; using it as is");
+            Ok(())
+        }
+        Some(Err((_, code))) => Err(anyhow!("creating topic {topic}: {code:?}")),
+        None => Err(anyhow!("empty CreateTopics result")),
+    }
+}
+
+/// A buffer of moderately compressible bytes; record values are windows into it.
+fn payload_pool(record_size: usize) -> Vec<u8> {
+    let mut rng = Rng::new(42);
+    let mut pool = Vec::with_capacity(4 << 20);
+    while pool.len() < (4 << 20) + record_size {
+        let chunk = rng.range(16, 256) as usize;
+        if rng.next_u64().is_multiple_of(2) {
+            pool.extend(rng.bytes(chunk));
+        } else {
+            pool.extend(rng.text(chunk));
+        }
+    }
+    pool
+}
+
+fn produce(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+    records_limit: u64,
+    duration_limit: Option<Duration>,
+) -> anyhow::Result<ProduceResult> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("acks", &args.acks)
+        .set("compression.type", &args.compression)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("enable.idempotence", args.idempotence.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.timeout.ms", "300000");
+    for (k, v) in &args.producer_config {
+        cfg.set(k, v);
+    }
+    let ctx = BenchContext {
+        start: Instant::now(),
+        latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        acked: AtomicU64::new(0),
+        acked_bytes: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    };
+    let producer: ThreadedProducer<BenchContext> =
+        cfg.create_with_context(ctx).context("create producer")?;
+    let start = producer.context().start;
+
+    let pool = payload_pool(args.record_size);
+    let window = pool.len() - args.record_size;
+    let bytes_per_sec = args.rate * MB;
+    let sent = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+
+    thread::scope(|s| -> anyhow::Result<()> {
+        s.spawn(|| {
+            progress("produce", start, &done, || {
+                let ctx = producer.context();
+                (
+                    sent.load(Ordering::Relaxed),
+                    ctx.acked.load(Ordering::Relaxed),
+                    ctx.acked_bytes.load(Ordering::Relaxed),
+                )
+            })
+        });
+        let result = (|| {
+            let mut i: u64 = 0;
+            while i < records_limit {
+                let elapsed = start.elapsed();
+                if duration_limit.is_some_and(|d| elapsed >= d) {
+                    break;
+                }
+                if bytes_per_sec > 0.0 {
+                    let due = (i as f64 * args.record_size as f64) / bytes_per_sec;
+                    let ahead = due - elapsed.as_secs_f64();
+                    if ahead > 0.000_5 {
+                        thread::sleep(Duration::from_secs_f64(ahead));
+                    }
+                }
+                let off = ((i.wrapping_mul(7919)) % window as u64) as usize;
+                let value = &pool[off..off + args.record_size];
+                loop {
+                    let sent_at = start.elapsed().as_nanos() as usize;
+                    let rec: BaseRecord<'_, [u8], [u8], usize> =
+                        BaseRecord::with_opaque_to(topic, sent_at).payload(value);
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            thread::sleep(Duration::from_micros(200));
+                        }
+                        Err((e, _)) => return Err(anyhow!("send failed: {e}")),
+                    }
+                }
+                i += 1;
+                sent.store(i, Ordering::Relaxed);
+            }
+            producer
+                .flush(Duration::from_secs(300))
+                .context("flush (waiting for outstanding acks)")
+        })();
+        done.store(true, Ordering::Relaxed);
+        result
+    })?;
+
+    let elapsed = start.elapsed();
+    let ctx = producer.context();
+    let latency_us = ctx.latency_us.lock().unwrap().clone();
+    let first_error = ctx.first_error.lock().unwrap().clone();
+    Ok(ProduceResult {
+        acked: ctx.acked.load(Ordering::Relaxed),
+        failed: ctx.failed.load(Ordering::Relaxed),
+        bytes: ctx.acked_bytes.load(Ordering::Relaxed),
+        elapsed,
+        latency_us,
+        first_error,
+    })
+}
+
+/// Prints one progress line per second until `done` is set.
+fn progress(phase: &str, start: Instant, done: &AtomicBool, sample: impl Fn() -> (u64, u64, u64)) {
+    let mut last = (0u64, 0u64);
+    let mut next = start + Duration::from_secs(1);
+    while !done.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            thread::sleep((next - now).min(Duration::from_millis(100)));
+            continue;
+        }
+        next += Duration::from_secs(1);
+        let (sent, acked, bytes) = sample();
+        eprintln!(
+            "[{phase} {:>5.1}s] sent {sent:>10}  acked {acked:>10}  {:>8.1} MB/s  {:>9} records/s",
+            start.elapsed().as_secs_f64(),
+            (bytes - last.1) as f64 / MB,
+            acked - last.0
+        );
+        last = (acked, bytes);
+    }
+}
+
+fn consume(args: &Args, bootstrap: &str, topic: &str) -> anyhow::Result<ConsumeResult> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &args.consumer_config {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create().context("create consumer")?;
+
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining: Vec<i64> = Vec::new();
+    let mut end: Vec<i64> = Vec::new();
+    for p in 0..args.partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of partition {p}"))?;
+        remaining.push(high - low);
+        end.push(high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    let target: i64 = remaining.iter().sum();
+    consumer.assign(&tpl)?;
+
+    let start = Instant::now();
+    let mut records: u64 = 0;
+    let mut bytes: u64 = 0;
+    let mut last_progress = Instant::now();
+    let mut next_report = start + Duration::from_secs(1);
+    let mut last = (0u64, 0u64);
+    let mut left = target;
+    while left > 0 {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let p = m.partition() as usize;
+                records += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+                if m.offset() < end[p] && remaining[p] > 0 {
+                    remaining[p] -= 1;
+                    left -= 1;
+                }
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            None => {}
+        }
+        if last_progress.elapsed() > Duration::from_secs(30) {
+            bail!("consume stalled for 30 s with {left} of {target} records left");
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(1);
+            eprintln!(
+                "[consume {:>5.1}s] read {records:>10} of {target:>10}  {:>8.1} MB/s  {:>9} records/s",
+                start.elapsed().as_secs_f64(),
+                (bytes - last.1) as f64 / MB,
+                records - last.0
+            );
+            last = (records, bytes);
+        }
+    }
+    Ok(ConsumeResult {
+        records,
+        bytes,
+        elapsed: start.elapsed(),
+    })
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: each test starts the real `sluice` binary on loopback
+//! ports with a private data directory and drives it with real Kafka clients
+//! (librdkafka, kcat, kafka-python, confluent-kafka) or raw sockets.
+
+mod admin;
+mod bad_input;
+mod common;
+mod durability;
+mod kcat;
+mod offsets;
+mod produce_consume;
+mod python;
