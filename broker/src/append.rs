@@ -11,11 +11,16 @@
 //! ```
 //!
 //! The flusher takes everything queued when it becomes free, so the window is
-//! as short as one flush when idle and grows with load (no timer). Only one
-//! flush runs at a time, which keeps the in-memory producer state equal to
-//! what is committed.
+//! as short as one flush when idle and grows with load (no timer). It runs as
+//! two stages so that the object write of one flush overlaps the metadata
+//! commit of the one before; commits stay in flush order. Idempotence checks
+//! see the state of flushes not yet committed, and if a flush fails, flushes
+//! prepared on top of it are refused with a retriable error so a producer's
+//! sequence never skips a batch that was not stored.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -23,10 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchHeader;
+use crate::meta::ProducerKey;
 use crate::meta::{
     Appended, MetaStore, NewBatch, PRODUCER_RECENT_BATCHES, ProducerPartitionState, ProducerUpdate,
 };
-use crate::objects::Segments;
+use crate::objects::{SegmentLoc, Segments};
 
 /// Largest segment one flush writes; more queued data waits for the next flush.
 const MAX_FLUSH_BYTES: usize = 16 * 1024 * 1024;
@@ -95,13 +101,32 @@ impl Appender {
         shutdown: CancellationToken,
     ) -> (Appender, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
-        let flusher = Flusher {
-            meta,
+        // One prepared flush may wait while another commits: the segment
+        // write of flush N+1 overlaps the metadata commit of flush N.
+        let (prepared_tx, prepared_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            committed: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
+        });
+        let preparer = Preparer {
+            meta: meta.clone(),
             segments,
-            commits,
-            producers: HashMap::new(),
+            shared: shared.clone(),
+            speculative: HashMap::new(),
+            epoch: 0,
         };
-        let handle = tokio::spawn(flusher.run(rx, shutdown));
+        let committer = Committer {
+            meta,
+            commits,
+            shared,
+        };
+        let prepare = tokio::spawn(preparer.run(rx, prepared_tx, shutdown));
+        let commit = tokio::spawn(committer.run(prepared_rx));
+        let handle = tokio::spawn(async move {
+            let _ = prepare.await;
+            let _ = commit.await;
+            tracing::debug!("append flusher stopped");
+        });
         (Appender { tx }, handle)
     }
 
@@ -116,14 +141,45 @@ impl Appender {
     }
 }
 
-type ProducerKey = (i64, i64, i32);
+/// State both stages see.
+struct Shared {
+    /// Idempotent-producer state as committed to the metadata store. A std
+    /// mutex: held for map operations only, never across an await.
+    committed: Mutex<HashMap<ProducerKey, ProducerPartitionState>>,
+    /// Bumped when a flush fails. Flushes prepared before that assumed the
+    /// failed batches would be stored, so they are refused (retriably).
+    failures: AtomicU64,
+}
 
-struct Flusher {
+/// A flush whose segment is written (or failed to be), awaiting its commit.
+struct Prepared {
+    epoch: u64,
+    jobs: Vec<AppendJob>,
+    outcomes: Vec<Vec<Option<BatchOutcome>>>,
+    /// (job, batch) of each entry of `index`.
+    slots: Vec<(usize, usize)>,
+    index: Vec<NewBatch>,
+    segment_size: i64,
+    write: Result<SegmentLoc, String>,
+    started: std::time::Instant,
+    written: std::time::Duration,
+}
+
+/// Stage one: idempotence checks, segment assembly and the object write.
+struct Preparer {
     meta: MetaStore,
     segments: Segments,
+    shared: Arc<Shared>,
+    /// Producer state including flushes not yet committed.
+    speculative: HashMap<ProducerKey, ProducerPartitionState>,
+    epoch: u64,
+}
+
+/// Stage two: the metadata commit, in flush order, and the replies.
+struct Committer {
+    meta: MetaStore,
     commits: watch::Sender<u64>,
-    /// Committed idempotent-producer state, loaded from the store on first use.
-    producers: HashMap<ProducerKey, ProducerPartitionState>,
+    shared: Arc<Shared>,
 }
 
 enum Check {
@@ -132,8 +188,17 @@ enum Check {
     Reject(ResponseError, String),
 }
 
-impl Flusher {
-    async fn run(mut self, mut rx: mpsc::Receiver<AppendJob>, shutdown: CancellationToken) {
+fn committed_state(shared: &Shared, key: &ProducerKey) -> Option<ProducerPartitionState> {
+    shared.committed.lock().ok()?.get(key).cloned()
+}
+
+impl Preparer {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AppendJob>,
+        out: mpsc::Sender<Prepared>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let first = tokio::select! {
                 job = rx.recv() => job,
@@ -154,18 +219,23 @@ impl Flusher {
                     Err(_) => break,
                 }
             }
-            self.flush(jobs).await;
+            let prepared = self.prepare(jobs).await;
+            if out.send(prepared).await.is_err() {
+                break;
+            }
         }
-        tracing::debug!("append flusher stopped");
     }
 
     async fn producer_state(&mut self, key: ProducerKey) -> Option<ProducerPartitionState> {
-        if let Some(s) = self.producers.get(&key) {
+        if let Some(s) = self.speculative.get(&key) {
             return Some(s.clone());
         }
         match self.meta.producer_state(key.0, key.1, key.2).await {
             Ok(Some(s)) => {
-                self.producers.insert(key, s.clone());
+                if let Ok(mut c) = self.shared.committed.lock() {
+                    c.entry(key).or_insert_with(|| s.clone());
+                }
+                self.speculative.insert(key, s.clone());
                 Some(s)
             }
             Ok(None) => None,
@@ -232,37 +302,49 @@ impl Flusher {
         Check::Accept(Some(update))
     }
 
-    async fn flush(&mut self, jobs: Vec<AppendJob>) {
-        // Outcomes per job, filled in as batches are decided.
+    async fn prepare(&mut self, jobs: Vec<AppendJob>) -> Prepared {
+        let failures = self.shared.failures.load(Ordering::Acquire);
+        if failures != self.epoch {
+            // A flush failed: forget what it would have changed.
+            self.epoch = failures;
+            self.speculative = self
+                .shared
+                .committed
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default();
+        }
         let mut outcomes: Vec<Vec<Option<BatchOutcome>>> =
             jobs.iter().map(|j| vec![None; j.batches.len()]).collect();
         let mut segment = BytesMut::new();
         let mut index: Vec<NewBatch> = Vec::new();
         let mut slots: Vec<(usize, usize)> = Vec::new();
-        // Producer state as it will be once this flush commits.
-        let mut pending: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
 
         for (j, job) in jobs.iter().enumerate() {
             for (i, b) in job.batches.iter().enumerate() {
                 let check = if b.header.is_idempotent() {
                     let key = (b.header.producer_id, b.topic_id, b.partition);
-                    let state = match pending.get(&key) {
-                        Some(s) => Some(s.clone()),
-                        None => self.producer_state(key).await,
-                    };
-                    let check = Self::check(state.as_ref(), &b.header);
+                    let state = self.producer_state(key).await;
+                    let mut check = Self::check(state.as_ref(), &b.header);
+                    if let Check::Duplicate(-1) = check {
+                        // A retry of a batch whose commit may have finished since.
+                        let first = b.header.base_sequence;
+                        if let Some(base) = committed_state(&self.shared, &key)
+                            .and_then(|s| s.recent.iter().find(|e| e.0 == first).map(|e| e.2))
+                        {
+                            check = Check::Duplicate(base);
+                        }
+                    }
                     if let Check::Accept(Some(u)) = &check {
-                        let mut s = state.unwrap_or_default();
+                        let s = self.speculative.entry(key).or_default();
                         if s.epoch != u.epoch {
                             s.recent.clear();
                         }
                         s.epoch = u.epoch;
-                        // The base offset is filled in after the commit.
                         s.recent.push((u.first_seq, u.last_seq, -1));
                         if s.recent.len() > PRODUCER_RECENT_BATCHES {
                             s.recent.remove(0);
                         }
-                        pending.insert(key, s);
                     }
                     check
                 } else {
@@ -302,53 +384,114 @@ impl Flusher {
             }
         }
 
+        let started = std::time::Instant::now();
+        let segment_size = segment.len() as i64;
+        let write = if index.is_empty() {
+            Err("nothing to write".to_string())
+        } else {
+            self.segments
+                .put(segment.freeze())
+                .await
+                .map_err(|e| format!("cannot write segment: {e}"))
+        };
+        Prepared {
+            epoch: self.epoch,
+            jobs,
+            outcomes,
+            slots,
+            index,
+            segment_size,
+            write,
+            started,
+            written: started.elapsed(),
+        }
+    }
+}
+
+impl Committer {
+    async fn run(self, mut rx: mpsc::Receiver<Prepared>) {
+        while let Some(p) = rx.recv().await {
+            self.commit(p).await;
+        }
+    }
+
+    async fn commit(&self, p: Prepared) {
+        let Prepared {
+            epoch,
+            jobs,
+            mut outcomes,
+            slots,
+            index,
+            segment_size,
+            write,
+            started,
+            written,
+        } = p;
         if !index.is_empty() {
-            let key = Segments::new_key();
-            let size = segment.len() as i64;
-            let result = match self.segments.put(&key, segment.freeze()).await {
-                Err(e) => Err(format!("cannot write segment: {e}")),
-                Ok(()) => self
-                    .meta
-                    .commit_append(&key, size, &index)
-                    .await
-                    .map_err(|e| format!("cannot commit append: {e}")),
+            let result = if epoch != self.shared.failures.load(Ordering::Acquire) {
+                Err("an earlier append failed; retry".to_string())
+            } else {
+                match write {
+                    Err(e) => Err(e),
+                    Ok(loc) => {
+                        let committed: HashMap<ProducerKey, ProducerPartitionState> = {
+                            let c = self
+                                .shared
+                                .committed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            index
+                                .iter()
+                                .filter_map(|b| {
+                                    let p = b.producer.as_ref()?;
+                                    let k = (p.producer_id, b.topic_id, b.partition);
+                                    c.get(&k).map(|s| (k, s.clone()))
+                                })
+                                .collect()
+                        };
+                        self.meta
+                            .commit_append(&loc, &index, &committed)
+                            .await
+                            .map_err(|e| format!("cannot commit append: {e}"))
+                    }
+                }
             };
+            let total = started.elapsed();
+            tracing::trace!(
+                jobs = jobs.len(),
+                batches = index.len(),
+                bytes = segment_size,
+                write_us = written.as_micros() as u64,
+                total_us = total.as_micros() as u64,
+                "flush"
+            );
             match result {
-                Ok(appended) => {
-                    for (n, (&(j, i), a)) in slots.iter().zip(appended).enumerate() {
+                Ok((appended, states)) => {
+                    for (&(j, i), a) in slots.iter().zip(appended) {
                         outcomes[j][i] = Some(match a {
                             Appended::Ok {
                                 base_offset,
                                 log_start,
-                            } => {
-                                if let Some(p) = &index[n].producer {
-                                    let key =
-                                        (p.producer_id, index[n].topic_id, index[n].partition);
-                                    if let Some(s) = pending.get_mut(&key)
-                                        && let Some(e) = s
-                                            .recent
-                                            .iter_mut()
-                                            .find(|e| e.0 == p.first_seq && e.2 == -1)
-                                    {
-                                        e.2 = base_offset;
-                                    }
-                                }
-                                BatchOutcome::Appended {
-                                    base_offset,
-                                    log_start,
-                                }
-                            }
+                            } => BatchOutcome::Appended {
+                                base_offset,
+                                log_start,
+                            },
                             Appended::UnknownPartition => BatchOutcome::Failed {
                                 error: ResponseError::UnknownTopicOrPartition,
                                 message: "the topic or partition was deleted".into(),
                             },
                         });
                     }
-                    self.producers.extend(pending);
+                    if let Ok(mut c) = self.shared.committed.lock() {
+                        c.extend(states);
+                    }
                     self.commits.send_modify(|v| *v += 1);
                 }
                 Err(message) => {
-                    tracing::error!(%message, "append failed; producers will retry");
+                    if epoch == self.shared.failures.load(Ordering::Acquire) {
+                        tracing::error!(%message, "append failed; producers will retry");
+                        self.shared.failures.fetch_add(1, Ordering::AcqRel);
+                    }
                     for &(j, i) in &slots {
                         outcomes[j][i] = Some(BatchOutcome::Failed {
                             error: ResponseError::KafkaStorageError,
@@ -399,31 +542,31 @@ mod tests {
             recent: vec![(0, 9, 100), (10, 19, 110)],
         };
         assert!(matches!(
-            Flusher::check(Some(&state), &header(1, 20, 5)),
+            Preparer::check(Some(&state), &header(1, 20, 5)),
             Check::Accept(_)
         ));
         assert!(matches!(
-            Flusher::check(Some(&state), &header(1, 10, 10)),
+            Preparer::check(Some(&state), &header(1, 10, 10)),
             Check::Duplicate(110)
         ));
         assert!(matches!(
-            Flusher::check(Some(&state), &header(1, 25, 5)),
+            Preparer::check(Some(&state), &header(1, 25, 5)),
             Check::Reject(ResponseError::OutOfOrderSequenceNumber, _)
         ));
         assert!(matches!(
-            Flusher::check(Some(&state), &header(0, 20, 5)),
+            Preparer::check(Some(&state), &header(0, 20, 5)),
             Check::Reject(ResponseError::InvalidProducerEpoch, _)
         ));
         assert!(matches!(
-            Flusher::check(Some(&state), &header(2, 0, 5)),
+            Preparer::check(Some(&state), &header(2, 0, 5)),
             Check::Accept(_)
         ));
         assert!(matches!(
-            Flusher::check(Some(&state), &header(2, 3, 5)),
+            Preparer::check(Some(&state), &header(2, 3, 5)),
             Check::Reject(ResponseError::OutOfOrderSequenceNumber, _)
         ));
         assert!(matches!(
-            Flusher::check(None, &header(0, 7, 1)),
+            Preparer::check(None, &header(0, 7, 1)),
             Check::Accept(_)
         ));
     }

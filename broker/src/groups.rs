@@ -83,6 +83,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// (member id, group instance id, metadata): only for the leader.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader must not compute a new assignment (JoinGroup v9+).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -298,17 +300,20 @@ impl Coordinator {
             }
             let mut member_id = p.member_id.clone();
             let is_new = member_id.is_empty() || g.pending_ids.contains(&member_id);
-            if member_id.is_empty() {
-                // A static member rejoining under a new id replaces its old self.
-                if let Some(instance) = &p.group_instance_id
-                    && let Some(old) = g
-                        .members
-                        .values()
-                        .find(|m| m.group_instance_id.as_ref() == Some(instance))
-                        .map(|m| m.member_id.clone())
-                {
-                    return self.rejoin_static(&mut g, old, &p);
-                }
+            let mut static_rejoin = false;
+            if member_id.is_empty()
+                && let Some(instance) = &p.group_instance_id
+                && let Some(old) = g
+                    .members
+                    .values()
+                    .find(|m| m.group_instance_id.as_ref() == Some(instance))
+                    .map(|m| m.member_id.clone())
+            {
+                // A static member rejoining under a new id replaces its old
+                // self and keeps its place (and assignment) in the group.
+                member_id = self.replace_static(&mut g, &old, &p.client_id);
+                static_rejoin = true;
+            } else if member_id.is_empty() {
                 member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
                 if p.require_known_member_id && p.group_instance_id.is_none() {
                     g.pending_ids.insert(member_id.clone());
@@ -364,10 +369,26 @@ impl Coordinator {
             }
             match g.state {
                 GroupState::PreparingRebalance => {}
+                GroupState::Stable if static_rejoin && choose_protocol(&g) == g.protocol => {
+                    // As Kafka: a restarted static member that does not change
+                    // the group's protocol gets the current generation back
+                    // without a rebalance (its assignment comes from SyncGroup).
+                    let mut result = self.join_result(&g, &member_id);
+                    // A restarted static leader keeps the current assignment:
+                    // it gets the members but is told to skip assigning (v9+).
+                    result.skip_assignment = !result.members.is_empty();
+                    if let Some(m) = g.members.get_mut(&member_id) {
+                        m.join_waiter = None;
+                    }
+                    self.persist(&g).await;
+                    return result;
+                }
                 GroupState::Stable
-                    if !changed && g.leader.as_deref() != Some(member_id.as_str()) =>
+                    if !changed
+                        && (static_rejoin || g.leader.as_deref() != Some(member_id.as_str())) =>
                 {
-                    // A follower rejoining with unchanged metadata: nothing to rebalance.
+                    // A follower (or a restarted static member) rejoining with
+                    // unchanged metadata: nothing to rebalance.
                     let result = self.join_result(&g, &member_id);
                     if let Some(m) = g.members.get_mut(&member_id) {
                         m.join_waiter = None;
@@ -383,41 +404,28 @@ impl Coordinator {
             .unwrap_or_else(|_| JoinResult::error(ResponseError::UnknownMemberId, &p.member_id))
     }
 
-    fn rejoin_static(
-        self: &Arc<Self>,
-        g: &mut Group,
-        old_id: String,
-        p: &JoinParams,
-    ) -> JoinResult {
-        let new_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
-        let Some(mut m) = g.members.remove(&old_id) else {
-            return JoinResult::error(ResponseError::UnknownMemberId, "");
-        };
-        m.member_id = new_id.clone();
-        m.last_seen = Instant::now();
-        m.session_timeout_ms = p.session_timeout_ms;
-        m.rebalance_timeout_ms = p.rebalance_timeout_ms;
-        let unchanged = p
-            .protocols
-            .iter()
-            .map(|(n, b)| (n.clone(), b.to_vec()))
-            .collect::<Vec<_>>()
-            == m.protocols;
-        if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, &old_id));
+    /// Moves a static member to a new member id; the old id is fenced.
+    fn replace_static(&self, g: &mut Group, old_id: &str, client_id: &str) -> String {
+        let new_id = format!("{}-{}", client_id, uuid::Uuid::new_v4());
+        if let Some(mut m) = g.members.remove(old_id) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, old_id));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncResult {
+                    error: Some(ResponseError::FencedInstanceId),
+                    ..Default::default()
+                });
+            }
+            m.member_id = new_id.clone();
+            m.last_seen = Instant::now();
+            g.members.insert(new_id.clone(), m);
         }
-        if g.leader.as_deref() == Some(old_id.as_str()) {
+        if g.leader.as_deref() == Some(old_id) {
             g.leader = Some(new_id.clone());
         }
-        g.members.insert(new_id.clone(), m);
         tracing::info!(group = %g.id, old = %old_id, new = %new_id, "static member rejoined");
-        if g.state == GroupState::Stable && unchanged {
-            // Same static member, same subscription: keep the assignment.
-            return self.join_result(g, &new_id);
-        }
-        // Otherwise the member must go through a rebalance; tell it to rejoin.
-        self.prepare_rebalance(g, "static member changed");
-        JoinResult::error(ResponseError::RebalanceInProgress, &new_id)
+        new_id
     }
 
     fn join_result(&self, g: &Group, member_id: &str) -> JoinResult {
@@ -445,6 +453,7 @@ impl Coordinator {
             leader,
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -643,11 +652,15 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        group_instance_id: Option<&str>,
     ) -> Option<ResponseError> {
         let Some(group) = self.group(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
         let mut g = group.lock().await;
+        if let Some(e) = fenced(&g, member_id, group_instance_id) {
+            return Some(e);
+        }
         let state = g.state;
         let current = g.generation;
         let Some(m) = g.members.get_mut(member_id) else {
@@ -750,16 +763,20 @@ impl Coordinator {
                 Some(ResponseError::UnknownMemberId)
             };
         }
-        if g.state == GroupState::CompletingRebalance {
-            return Some(ResponseError::RebalanceInProgress);
+        if let Some(e) = fenced(&g, &a.member_id, a.group_instance_id.as_deref()) {
+            return Some(e);
         }
         let current = g.generation;
+        let state = g.state;
         let Some(m) = g.members.get_mut(&a.member_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
         m.last_seen = Instant::now();
         if a.generation_id != current {
             return Some(ResponseError::IllegalGeneration);
+        }
+        if state == GroupState::CompletingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
         }
         None
     }
@@ -922,6 +939,16 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// FENCED_INSTANCE_ID when a static instance id now belongs to another member.
+fn fenced(g: &Group, member_id: &str, instance: Option<&str>) -> Option<ResponseError> {
+    let instance = instance?;
+    let owner = g
+        .members
+        .values()
+        .find(|m| m.group_instance_id.as_deref() == Some(instance))?;
+    (owner.member_id != member_id).then_some(ResponseError::FencedInstanceId)
 }
 
 /// The first protocol (in the members' own preference order) that every

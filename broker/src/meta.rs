@@ -15,6 +15,7 @@
 //! process (the WAL is written before the commit returns); `synchronous=FULL`
 //! also makes them survive power loss.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
+use crate::objects::SegmentLoc;
 use crate::topic_config::TopicConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +67,7 @@ pub struct BatchLoc {
     pub last_offset: i64,
     pub max_timestamp: i64,
     pub segment_id: i64,
-    pub segment_key: String,
+    pub segment: SegmentLoc,
     pub pos: i64,
     pub len: i64,
 }
@@ -100,6 +102,9 @@ pub struct ProducerPartitionState {
 }
 
 pub const PRODUCER_RECENT_BATCHES: usize = 5;
+
+/// (producer id, topic id, partition).
+pub type ProducerKey = (i64, i64, i32);
 
 /// Result of indexing one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +146,9 @@ impl MetaStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Checkpoints (which fsync) run from a background task instead of
+            // inside whichever append commit happens to cross the threshold.
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -333,7 +341,11 @@ impl MetaStore {
             last_offset: r.get(1),
             max_timestamp: r.get(2),
             segment_id: r.get(3),
-            segment_key: r.get(4),
+            segment: SegmentLoc {
+                key: r.get(4),
+                base: r.get::<i64, _>(7) as u64,
+                size: r.get::<i64, _>(8) as u64,
+            },
             pos: r.get(5),
             len: r.get(6),
         }
@@ -348,7 +360,7 @@ impl MetaStore {
         limit: i64,
     ) -> Result<Vec<BatchLoc>> {
         let rows = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset >= COALESCE(
                  (SELECT MAX(base_offset) FROM batches
@@ -374,7 +386,7 @@ impl MetaStore {
         from_offset: i64,
     ) -> Result<Option<BatchLoc>> {
         let row = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.max_timestamp >= $3 AND b.last_offset >= $4
              ORDER BY b.base_offset LIMIT 1",
@@ -396,7 +408,7 @@ impl MetaStore {
         from_offset: i64,
     ) -> Result<Option<BatchLoc>> {
         let row = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= $3
              ORDER BY b.max_timestamp DESC, b.base_offset ASC LIMIT 1",
@@ -410,98 +422,145 @@ impl MetaStore {
     }
 
     /// Records a new segment and indexes its batches, assigning offsets.
+    ///
+    /// `producers` holds the committed idempotent-producer state of every
+    /// (producer, topic, partition) that `batches` touch; the updated state is
+    /// stored in the same transaction and returned.
+    ///
+    /// Statement count does not grow with the number of batches: one offset
+    /// update per partition, one multi-row insert for the index.
     pub async fn commit_append(
         &self,
-        segment_key: &str,
-        segment_size: i64,
+        segment: &SegmentLoc,
         batches: &[NewBatch],
-    ) -> Result<Vec<Appended>> {
+        producers: &HashMap<ProducerKey, ProducerPartitionState>,
+    ) -> Result<(Vec<Appended>, HashMap<ProducerKey, ProducerPartitionState>)> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let segment_id: i64 = sqlx::query(
-            "INSERT INTO segments (key, size, created_ms) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO segments (key, base, size, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
         )
-        .bind(segment_key)
-        .bind(segment_size)
+        .bind(&segment.key)
+        .bind(segment.base as i64)
+        .bind(segment.size as i64)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        let mut out = Vec::with_capacity(batches.len());
+
+        // Records per partition, in first-seen order.
+        let mut totals: Vec<((i64, i32), i64)> = Vec::new();
         for b in batches {
+            let key = (b.topic_id, b.partition);
+            match totals.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += b.record_count as i64,
+                None => totals.push((key, b.record_count as i64)),
+            }
+        }
+        // Next offset to hand out per partition (None: partition is gone).
+        let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
+        for ((topic_id, partition), n) in &totals {
             let row = sqlx::query(
                 "UPDATE partitions SET next_offset = next_offset + $1
                  WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
             )
-            .bind(b.record_count as i64)
-            .bind(b.topic_id)
-            .bind(b.partition as i64)
+            .bind(n)
+            .bind(topic_id)
+            .bind(*partition as i64)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = row else {
+            next.insert(
+                (*topic_id, *partition),
+                row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
+            );
+        }
+
+        let mut out = Vec::with_capacity(batches.len());
+        let mut rows: Vec<(&NewBatch, i64)> = Vec::with_capacity(batches.len());
+        let mut states: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
+        for b in batches {
+            let Some(Some((base, log_start))) = next.get_mut(&(b.topic_id, b.partition)) else {
                 out.push(Appended::UnknownPartition);
                 continue;
             };
-            let next: i64 = row.get(0);
-            let log_start: i64 = row.get(1);
-            let base = next - b.record_count as i64;
-            sqlx::query(
-                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(b.topic_id)
-            .bind(b.partition as i64)
-            .bind(base)
-            .bind(next - 1)
-            .bind(b.max_timestamp)
-            .bind(segment_id)
-            .bind(b.pos)
-            .bind(b.len)
-            .execute(&mut *tx)
-            .await?;
+            let base_offset = *base;
+            *base += b.record_count as i64;
+            rows.push((b, base_offset));
             if let Some(p) = &b.producer {
-                let current: Option<String> = sqlx::query(
-                    "SELECT recent FROM producer_state WHERE producer_id = $1 AND topic_id = $2 AND partition = $3",
-                )
-                .bind(p.producer_id)
-                .bind(b.topic_id)
-                .bind(b.partition as i64)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.get(0));
-                let mut state: ProducerPartitionState = current
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default();
+                let key = (p.producer_id, b.topic_id, b.partition);
+                let state = states
+                    .entry(key)
+                    .or_insert_with(|| producers.get(&key).cloned().unwrap_or_default());
                 if state.epoch != p.epoch {
                     state.recent.clear();
                 }
                 state.epoch = p.epoch;
-                state.recent.push((p.first_seq, p.last_seq, base));
+                state.recent.push((p.first_seq, p.last_seq, base_offset));
                 if state.recent.len() > PRODUCER_RECENT_BATCHES {
                     state.recent.remove(0);
                 }
-                sqlx::query(
-                    "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (producer_id, topic_id, partition)
-                     DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
-                )
-                .bind(p.producer_id)
-                .bind(b.topic_id)
-                .bind(b.partition as i64)
-                .bind(p.epoch as i64)
-                .bind(serde_json::to_string(&state).unwrap_or_default())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
             }
             out.push(Appended::Ok {
-                base_offset: base,
-                log_start,
+                base_offset,
+                log_start: *log_start,
             });
         }
+
+        // SQLite allows 32766 bound values per statement; 8 per row.
+        for chunk in rows.chunks(1000) {
+            let mut sql = String::from(
+                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let n = i * 8;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7,
+                    n + 8
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for (b, base) in chunk {
+                q = q
+                    .bind(b.topic_id)
+                    .bind(b.partition as i64)
+                    .bind(*base)
+                    .bind(*base + b.record_count as i64 - 1)
+                    .bind(b.max_timestamp)
+                    .bind(segment_id)
+                    .bind(b.pos)
+                    .bind(b.len);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        for ((producer_id, topic_id, partition), state) in &states {
+            sqlx::query(
+                "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (producer_id, topic_id, partition)
+                 DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
+            )
+            .bind(producer_id)
+            .bind(topic_id)
+            .bind(*partition as i64)
+            .bind(state.epoch as i64)
+            .bind(serde_json::to_string(state).unwrap_or_default())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(out)
+        Ok((out, states))
     }
 
     pub async fn producer_state(
@@ -636,7 +695,8 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Removes segment rows no batch points to and returns their object keys.
+    /// Removes segment rows no batch points to and returns the object keys
+    /// that no segment refers to any more.
     pub async fn collect_unreferenced_segments(&self, older_than_ms: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "DELETE FROM segments WHERE created_ms < $1
@@ -646,11 +706,20 @@ impl MetaStore {
         .bind(older_than_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let mut keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        keys.sort();
+        keys.dedup();
+        let mut free = Vec::new();
+        for key in keys {
+            if !self.segment_exists(&key).await? {
+                free.push(key);
+            }
+        }
+        Ok(free)
     }
 
     pub async fn segment_exists(&self, key: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM segments WHERE key = $1")
+        Ok(sqlx::query("SELECT 1 FROM segments WHERE key = $1 LIMIT 1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?
@@ -669,7 +738,19 @@ impl MetaStore {
         Ok(v.unwrap_or(0))
     }
 
+    /// Copies committed WAL pages into the database file without blocking
+    /// writers (SQLite's PASSIVE checkpoint).
+    pub async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
         self.pool.close().await;
     }
 }

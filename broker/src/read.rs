@@ -16,8 +16,8 @@ pub async fn append_batch(
     loc: &BatchLoc,
     out: &mut Vec<u8>,
 ) -> Result<(), KafkaError> {
-    let segment = broker.segments.get(&loc.segment_key).await.map_err(|e| {
-        tracing::error!(segment = %loc.segment_key, error = %e, "cannot read segment");
+    let segment = broker.segments.get(&loc.segment).await.map_err(|e| {
+        tracing::error!(segment = %loc.segment.key, error = %e, "cannot read segment");
         KafkaError::new(
             ResponseError::KafkaStorageError,
             format!("cannot read stored data: {e}"),
@@ -26,7 +26,7 @@ pub async fn append_batch(
     let start = loc.pos as usize;
     let end = start + loc.len as usize;
     if end > segment.len() {
-        tracing::error!(segment = %loc.segment_key, "segment is shorter than its index says");
+        tracing::error!(segment = %loc.segment.key, "segment is shorter than its index says");
         return Err(KafkaError::new(
             ResponseError::KafkaStorageError,
             "stored segment is truncated",

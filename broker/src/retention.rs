@@ -26,6 +26,21 @@ pub async fn run(broker: SharedBroker, shutdown: CancellationToken) {
     }
 }
 
+/// Keeps the metadata store's write-ahead log short.
+pub async fn checkpoints(broker: SharedBroker, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = broker.meta.checkpoint().await {
+            tracing::warn!(error = %e, "metadata checkpoint failed; will retry");
+        }
+    }
+}
+
 pub async fn run_once(broker: &SharedBroker) -> anyhow::Result<()> {
     let now = unix_ms();
     for (topic, partition) in broker.meta.all_partitions().await? {

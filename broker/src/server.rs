@@ -71,6 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
+    let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));
 
     tracing::info!(
         kafka = %config.kafka_addr,
@@ -124,6 +125,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = flusher.await;
     background.cancel();
     let _ = retention.await;
+    let _ = checkpoints.await;
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())

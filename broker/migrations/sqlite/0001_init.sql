@@ -23,12 +23,16 @@ CREATE TABLE partitions (
     PRIMARY KEY (topic_id, partition)
 );
 
--- Segment objects in the object store; each holds batches of many partitions.
+-- Segments: bytes base..base+size of object `key` (a local log file holds
+-- many segments; an object-store object holds one). Each segment holds the
+-- batches of one flush, of many partitions.
 CREATE TABLE segments (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    key        TEXT NOT NULL UNIQUE,
+    key        TEXT NOT NULL,
+    base       INTEGER NOT NULL,
     size       INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    UNIQUE (key, base)
 );
 
 -- The offset index: where each stored batch lives.

@@ -9,7 +9,12 @@ pub async fn handle(broker: &Broker, req: HeartbeatRequest, _version: i16) -> He
     let mut resp = HeartbeatResponse::default();
     if let Some(e) = broker
         .groups
-        .heartbeat(&req.group_id, req.generation_id, &req.member_id)
+        .heartbeat(
+            &req.group_id,
+            req.generation_id,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+        )
         .await
     {
         resp.error_code = e.code();

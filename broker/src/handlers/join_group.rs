@@ -43,8 +43,16 @@ pub async fn handle(
     if version >= 7 {
         resp.protocol_type = r.protocol_type.map(str_bytes);
     }
-    resp.protocol_name = r.protocol_name.map(str_bytes);
+    // The protocol name is nullable only from v7; older versions send "".
+    resp.protocol_name = match r.protocol_name {
+        Some(n) => Some(str_bytes(n)),
+        None if version < 7 => Some(str_bytes("")),
+        None => None,
+    };
     resp.leader = str_bytes(r.leader);
+    if version >= 9 {
+        resp.skip_assignment = r.skip_assignment;
+    }
     resp.member_id = str_bytes(r.member_id);
     resp.members = r
         .members

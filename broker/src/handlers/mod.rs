@@ -124,7 +124,8 @@ pub async fn start(
         ApiKey::JoinGroup => {
             let body: m::JoinGroupRequest = req.decode()?;
             let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
-            let host = ctx.peer.ip().to_string();
+            // Kafka reports client hosts as "/ADDRESS".
+            let host = format!("/{}", ctx.peer.ip());
             async move {
                 let resp = join_group::handle(&broker, body, req.version, client_id, host).await;
                 respond(&req, &resp)

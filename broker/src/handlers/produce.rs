@@ -36,6 +36,7 @@ fn failed(index: i32, err: KafkaError) -> PartitionProduceResponse {
 }
 
 pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest) -> Pending {
+    let received = std::time::Instant::now();
     let acks = body.acks;
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Part>)> = Vec::new();
     let mut job: Vec<PendingBatch> = Vec::new();
@@ -152,6 +153,10 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
             Some(t) => t.wait().await,
             None => Vec::new(),
         };
+        let took = received.elapsed();
+        if took > std::time::Duration::from_millis(8) {
+            tracing::debug!(ms = took.as_secs_f64() * 1e3, "slow produce");
+        }
         if acks == 0 {
             return Ok(None);
         }

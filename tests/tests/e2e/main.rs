@@ -6,6 +6,8 @@ mod admin;
 mod bad_input;
 mod common;
 mod durability;
+mod groups;
+mod groups_python;
 mod kcat;
 mod offsets;
 mod produce_consume;
