@@ -199,3 +199,49 @@ fn tailing_consumer_sees_live_records() {
         );
     });
 }
+
+/// acks=0: the broker sends no response, and the records are still stored
+/// in order once the producer has flushed them.
+#[test]
+fn acks_zero_records_are_stored_without_responses() {
+    let broker = Broker::start();
+    let topic = "acks-zero";
+    broker.create_topic(topic, 1, &[]);
+    let producer = broker.producer(&[("acks", "0"), ("linger.ms", "5")]);
+    let records: Vec<Rec> = (0..2_000)
+        .map(|i| Rec {
+            partition: 0,
+            offset: -1,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("value-{i}").into_bytes()),
+            headers: Vec::new(),
+            timestamp: Timestamp::CreateTime(sluice_tests::now_ms()),
+        })
+        .collect();
+    let reports = produce_all(&producer, topic, &records, Duration::from_secs(60));
+    assert_eq!(
+        reports.len(),
+        records.len(),
+        "every send gets a delivery report"
+    );
+    // With acks=0 a delivery report only means "sent"; wait until stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while broker.watermarks(topic, 0).1 < records.len() as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "acks=0 records never became readable"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = read_all(&broker, topic, 1, Duration::from_secs(60));
+    let values: Vec<_> = got[&0].iter().map(|r| r.value.clone()).collect();
+    let sent: Vec<_> = records.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(
+        values, sent,
+        "acks=0 records are stored once each, in order"
+    );
+    // Acknowledged produces to the same partition continue after them.
+    let acked = broker.producer(&[("acks", "all")]);
+    let more = produce_all(&acked, topic, &records[..10], Duration::from_secs(30));
+    assert_all_acked(&more, 10);
+}
