@@ -11,7 +11,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, Timestamp};
 use sluice_tests::{Broker, OP_TIMEOUT, Rec, block_on};
 
-use crate::common::{assert_all_acked, produce_all};
+use crate::common::{Dec, assert_all_acked, produce_all};
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,33 +98,9 @@ fn expect_closed(stream: &mut TcpStream, what: &str) {
     }
 }
 
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
-        assert!(self.0.len() >= n, "response truncated");
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-    fn i16(&mut self) -> i16 {
-        i16::from_be_bytes(self.take(2).try_into().unwrap())
-    }
-    fn i32(&mut self) -> i32 {
-        i32::from_be_bytes(self.take(4).try_into().unwrap())
-    }
-    fn i64(&mut self) -> i64 {
-        i64::from_be_bytes(self.take(8).try_into().unwrap())
-    }
-    fn string(&mut self) -> String {
-        let n = self.i16();
-        String::from_utf8(self.take(n as usize).to_vec()).unwrap()
-    }
-}
-
 /// Parses an ApiVersions response in v0 format: (error code, [(key, min, max)]).
 fn api_versions_v0(f: &[u8], correlation_id: i32) -> (i16, Vec<(i16, i16, i16)>) {
-    let mut c = Cursor(f);
+    let mut c = Dec(f);
     assert_eq!(c.i32(), correlation_id, "correlation id");
     let err = c.i16();
     let n = c.i32();
@@ -383,10 +359,10 @@ fn produce_v3_body(topic: &str, partition: i32, batch: &[u8]) -> Vec<u8> {
 
 /// Parses a Produce v3 response for one partition: (error code, base offset).
 fn produce_v3_result(f: &[u8], correlation_id: i32) -> (i16, i64) {
-    let mut c = Cursor(f);
+    let mut c = Dec(f);
     assert_eq!(c.i32(), correlation_id);
     assert_eq!(c.i32(), 1, "one topic in the response");
-    c.string();
+    c.str();
     assert_eq!(c.i32(), 1, "one partition in the response");
     assert_eq!(c.i32(), 0, "partition id");
     let err = c.i16();

@@ -257,3 +257,50 @@ pub fn produce_generated(
     assert_all_acked(&reports, records.len());
     expected_log(&records, &reports)
 }
+
+/// Big-endian reader for non-flexible response bodies.
+pub struct Dec<'a>(pub &'a [u8]);
+
+impl<'a> Dec<'a> {
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        assert!(self.0.len() >= n, "response truncated");
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+    pub fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take(2).try_into().unwrap())
+    }
+    pub fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().unwrap())
+    }
+    pub fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().unwrap())
+    }
+    pub fn nstr(&mut self) -> Option<String> {
+        let n = self.i16();
+        (n >= 0).then(|| String::from_utf8(self.take(n as usize).to_vec()).expect("UTF-8 string"))
+    }
+    pub fn str(&mut self) -> String {
+        self.nstr().expect("non-null string")
+    }
+    pub fn bytes(&mut self) -> Vec<u8> {
+        let n = self.i32();
+        if n < 0 {
+            return vec![];
+        }
+        self.take(n as usize).to_vec()
+    }
+    pub fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> T) -> Vec<T> {
+        let n = self.i32();
+        (0..n.max(0)).map(|_| item(self)).collect()
+    }
+    /// Asserts that the whole response was read: the layout matched.
+    pub fn end(&self, what: &str) {
+        assert!(
+            self.0.is_empty(),
+            "{what}: {} unexpected trailing bytes in the response",
+            self.0.len()
+        );
+    }
+}

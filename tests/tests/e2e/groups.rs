@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 use sluice_tests::{Broker, OP_TIMEOUT, Rec};
 
-use crate::common::{assert_all_acked, produce_all};
+use crate::common::{Dec, assert_all_acked, produce_all};
 
 /// Broker flags for group tests: a short initial rebalance delay instead of
 /// Kafka's default of three seconds.
@@ -512,53 +512,6 @@ impl Enc {
     }
     fn done(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.0)
-    }
-}
-
-/// Big-endian reader for non-flexible response bodies.
-struct Dec<'a>(&'a [u8]);
-
-impl<'a> Dec<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(self.0.len() >= n, "response truncated");
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-    fn i16(&mut self) -> i16 {
-        i16::from_be_bytes(self.take(2).try_into().unwrap())
-    }
-    fn i32(&mut self) -> i32 {
-        i32::from_be_bytes(self.take(4).try_into().unwrap())
-    }
-    fn i64(&mut self) -> i64 {
-        i64::from_be_bytes(self.take(8).try_into().unwrap())
-    }
-    fn nstr(&mut self) -> Option<String> {
-        let n = self.i16();
-        (n >= 0).then(|| String::from_utf8(self.take(n as usize).to_vec()).expect("UTF-8 string"))
-    }
-    fn str(&mut self) -> String {
-        self.nstr().expect("non-null string")
-    }
-    fn bytes(&mut self) -> Vec<u8> {
-        let n = self.i32();
-        if n < 0 {
-            return vec![];
-        }
-        self.take(n as usize).to_vec()
-    }
-    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> T) -> Vec<T> {
-        let n = self.i32();
-        (0..n.max(0)).map(|_| item(self)).collect()
-    }
-    /// Asserts that the whole response was read: the layout matched.
-    fn end(&self, what: &str) {
-        assert!(
-            self.0.is_empty(),
-            "{what}: {} unexpected trailing bytes in the response",
-            self.0.len()
-        );
     }
 }
 
