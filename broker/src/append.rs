@@ -457,6 +457,9 @@ impl Committer {
                 }
             };
             let total = started.elapsed();
+            metrics::histogram!("sluice_flush_seconds").record(total.as_secs_f64());
+            metrics::counter!("sluice_flush_bytes_total").increment(segment_size.max(0) as u64);
+            metrics::counter!("sluice_flushes_total").increment(1);
             tracing::trace!(
                 jobs = jobs.len(),
                 batches = index.len(),
@@ -488,6 +491,7 @@ impl Committer {
                     self.commits.send_modify(|v| *v += 1);
                 }
                 Err(message) => {
+                    metrics::counter!("sluice_flush_errors_total").increment(1);
                     if epoch == self.shared.failures.load(Ordering::Acquire) {
                         tracing::error!(%message, "append failed; producers will retry");
                         self.shared.failures.fetch_add(1, Ordering::AcqRel);

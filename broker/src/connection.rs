@@ -49,11 +49,16 @@ pub async fn serve<S>(
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
     let ctx = Arc::new(ConnContext { peer });
+    metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
-        Err(reason) => tracing::warn!(%peer, %reason, "closing connection"),
+        Err(reason) => {
+            metrics::counter!("sluice_connection_errors_total").increment(1);
+            tracing::warn!(%peer, %reason, "closing connection");
+        }
     }
+    metrics::gauge!("sluice_connections").decrement(1.0);
     // The reader has stopped; the writer finishes the responses already owed.
     let _ = writer.await;
 }

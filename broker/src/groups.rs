@@ -484,6 +484,7 @@ impl Coordinator {
             Instant::now()
         };
         tracing::info!(group = %g.id, reason = why, "preparing rebalance");
+        metrics::counter!("sluice_group_rebalances_total").increment(1);
         let me = self.clone();
         let id = g.id.clone();
         let delay = if was_empty {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod groups;
 pub mod handlers;
+pub mod http;
 pub mod meta;
 pub mod objects;
 pub mod read;

@@ -125,6 +125,7 @@ impl Segments {
     /// Stores a segment durably (against process crashes) and caches it.
     pub async fn put(&self, data: Bytes) -> Result<SegmentLoc, ObjectError> {
         let size = data.len() as u64;
+        metrics::counter!("sluice_object_store_requests_total", "op" => "put").increment(1);
         let loc = match &*self.backend {
             Backend::Remote(store) => {
                 let key = format!("segments/{}.seg", uuid::Uuid::new_v4().simple());
@@ -170,6 +171,7 @@ impl Segments {
         let l = loc.clone();
         self.cache
             .try_get_with(loc.clone(), async move {
+                metrics::counter!("sluice_object_store_requests_total", "op" => "get").increment(1);
                 let bytes = match &*backend {
                     Backend::Remote(store) => {
                         store

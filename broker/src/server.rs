@@ -70,6 +70,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         commits_rx,
     ));
 
+    crate::http::metrics_handle();
+    let http_stop = CancellationToken::new();
+    let http = crate::http::serve(
+        config.http_addr,
+        crate::http::router(broker.clone()),
+        "HTTP endpoint (health, metrics)",
+        http_stop.clone(),
+    )
+    .await?;
+    let upkeep = tokio::spawn(crate::http::metrics_upkeep(background.clone()));
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
     let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));
 
@@ -125,6 +135,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = flusher.await;
     background.cancel();
     let _ = retention.await;
+    let _ = upkeep.await;
+    http_stop.cancel();
+    let _ = http.await;
     let _ = checkpoints.await;
     meta.close().await;
     tracing::info!("shutdown complete");

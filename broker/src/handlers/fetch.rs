@@ -21,7 +21,8 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
-    let deadline = Instant::now() + wait;
+    let started = Instant::now();
+    let deadline = started + wait;
     let mut commits = broker.commits.clone();
     loop {
         // Mark the current commit as seen before reading, so a commit that
@@ -29,6 +30,9 @@ pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchR
         commits.borrow_and_update();
         let (resp, bytes, errors) = read_all(broker, &req).await;
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
+            metrics::counter!("sluice_fetch_bytes_total").increment(bytes as u64);
+            metrics::histogram!("sluice_fetch_latency_seconds")
+                .record(started.elapsed().as_secs_f64());
             return resp;
         }
         tokio::select! {

@@ -101,6 +101,7 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
                 let records = p.records.unwrap_or_default();
                 match batch::split_and_check(&records, topic.config.max_message_bytes()) {
                     Err(e) => {
+                        metrics::counter!("sluice_produce_rejected_batches_total", "reason" => format!("{:?}", e.kafka_error())).increment(1);
                         tracing::info!(topic = %name, partition = p.index, error = %e, "rejected record set");
                         parts.push(Part::Done(failed(
                             p.index,
@@ -108,6 +109,13 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
                         )));
                     }
                     Ok(batches) => {
+                        let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+                        let records: i64 =
+                            batches.iter().map(|b| b.header.record_count as i64).sum();
+                        metrics::counter!("sluice_produce_bytes_total", "topic" => name.clone())
+                            .increment(bytes as u64);
+                        metrics::counter!("sluice_produce_records_total", "topic" => name.clone())
+                            .increment(records as u64);
                         if let Some(b) = batches
                             .iter()
                             .find(|b| b.header.is_transactional() || b.header.is_control())
@@ -154,6 +162,7 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
             None => Vec::new(),
         };
         let took = received.elapsed();
+        metrics::histogram!("sluice_produce_latency_seconds").record(took.as_secs_f64());
         if took > std::time::Duration::from_millis(8) {
             tracing::debug!(ms = took.as_secs_f64() * 1e3, "slow produce");
         }

@@ -10,5 +10,6 @@ mod groups;
 mod groups_python;
 mod kcat;
 mod offsets;
+mod ops;
 mod produce_consume;
 mod python;

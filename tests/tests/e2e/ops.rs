@@ -1,0 +1,66 @@
+//! The operations endpoint: health, readiness and Prometheus metrics.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use sluice_tests::{Broker, Rec};
+
+use crate::common::{assert_all_acked, produce_all};
+
+/// A plain HTTP/1.1 GET; returns (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the HTTP response");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let broker = Broker::start();
+    let http = broker.http_addr();
+    assert_eq!(get(&http, "/healthz").0, 200);
+    assert_eq!(get(&http, "/readyz").0, 200);
+
+    broker.create_topic("ops", 2, &[]);
+    let producer = broker.producer(&[("acks", "all")]);
+    let records: Vec<Rec> = (0..300)
+        .map(|i| Rec {
+            partition: i % 2,
+            offset: -1,
+            key: None,
+            value: Some(vec![b'x'; 100]),
+            headers: Vec::new(),
+            timestamp: rdkafka::Timestamp::NotAvailable,
+        })
+        .collect();
+    let reports = produce_all(&producer, "ops", &records, Duration::from_secs(30));
+    assert_all_acked(&reports, records.len());
+
+    let (status, body) = get(&http, "/metrics");
+    assert_eq!(status, 200);
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("sluice_produce_records_total{topic=\"ops\"}"))
+        .unwrap_or_else(|| panic!("no produce counter for topic ops in:\n{body}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(value, 300.0, "{line}");
+    assert!(
+        body.contains("sluice_flush_seconds_bucket"),
+        "flush latency histogram missing"
+    );
+    assert_eq!(get(&http, "/nope").0, 404);
+}
