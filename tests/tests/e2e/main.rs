@@ -13,3 +13,4 @@ mod offsets;
 mod ops;
 mod produce_consume;
 mod python;
+mod retention;
