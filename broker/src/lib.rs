@@ -21,6 +21,8 @@ pub mod meta;
 pub mod objects;
 pub mod read;
 pub mod retention;
+pub mod schema_store;
 pub mod server;
 pub mod state;
 pub mod topic_config;
+pub mod validation;

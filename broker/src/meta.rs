@@ -170,6 +170,12 @@ impl MetaStore {
         Ok(())
     }
 
+    /// The connection pool, for stores of other crates' data kept in the
+    /// same database (the schema registry).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn cluster_id(&self) -> Result<String> {
         let row = sqlx::query("SELECT value FROM cluster WHERE key = 'cluster_id'")
             .fetch_one(&self.pool)

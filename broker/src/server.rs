@@ -21,7 +21,7 @@ use crate::groups::Coordinator;
 use crate::meta::MetaStore;
 use crate::objects::Segments;
 use crate::retention;
-use crate::state::Broker;
+use crate::state::{Broker, Parts};
 
 const MAX_CONNECTIONS: usize = 10_000;
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -60,15 +60,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let groups = Coordinator::start(meta.clone(), config.group_initial_delay, background.clone())
         .await
         .context("cannot load consumer groups")?;
-    let broker = Arc::new(Broker::new(
-        config.clone(),
-        meta.clone(),
+    let registry = sluice_schema_registry::Registry::new(Arc::new(
+        crate::schema_store::SqlSchemaStore::new(meta.clone()),
+    ));
+    let broker = Arc::new(Broker::new(Parts {
+        config: config.clone(),
+        meta: meta.clone(),
         segments,
         appender,
         groups,
-        cluster_id.clone(),
-        commits_rx,
-    ));
+        validator: crate::validation::Validator::new(registry.clone()),
+        cluster_id: cluster_id.clone(),
+        commits: commits_rx,
+    }));
 
     crate::http::metrics_handle();
     let http_stop = CancellationToken::new();
@@ -76,6 +80,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.http_addr,
         crate::http::router(broker.clone()),
         "HTTP endpoint (health, metrics)",
+        http_stop.clone(),
+    )
+    .await?;
+    let registry_http = crate::http::serve(
+        config.registry_addr,
+        registry.router(),
+        "schema registry API",
         http_stop.clone(),
     )
     .await?;
@@ -138,6 +149,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = upkeep.await;
     http_stop.cancel();
     let _ = http.await;
+    let _ = registry_http.await;
     let _ = checkpoints.await;
     meta.close().await;
     tracing::info!("shutdown complete");

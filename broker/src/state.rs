@@ -12,6 +12,7 @@ use crate::groups::Coordinator;
 use crate::meta::{MetaError, MetaStore, TopicRecord};
 use crate::objects::Segments;
 use crate::topic_config::TopicConfig;
+use crate::validation::Validator;
 
 pub struct Broker {
     pub config: Config,
@@ -19,6 +20,8 @@ pub struct Broker {
     pub segments: Segments,
     pub appender: Appender,
     pub groups: Arc<Coordinator>,
+    /// Produce-time schema validation (and the schema registry behind it).
+    pub validator: Validator,
     pub cluster_id: String,
     /// Bumped after every committed append; long-polling fetches wait on it.
     pub commits: watch::Receiver<u64>,
@@ -82,24 +85,29 @@ pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
     Ok(())
 }
 
+/// The services a broker is assembled from.
+pub struct Parts {
+    pub config: Config,
+    pub meta: MetaStore,
+    pub segments: Segments,
+    pub appender: Appender,
+    pub groups: Arc<Coordinator>,
+    pub validator: Validator,
+    pub cluster_id: String,
+    pub commits: watch::Receiver<u64>,
+}
+
 impl Broker {
-    pub fn new(
-        config: Config,
-        meta: MetaStore,
-        segments: Segments,
-        appender: Appender,
-        groups: Arc<Coordinator>,
-        cluster_id: String,
-        commits: watch::Receiver<u64>,
-    ) -> Broker {
+    pub fn new(p: Parts) -> Broker {
         Broker {
-            config,
-            meta,
-            segments,
-            appender,
-            groups,
-            cluster_id,
-            commits,
+            config: p.config,
+            meta: p.meta,
+            segments: p.segments,
+            appender: p.appender,
+            groups: p.groups,
+            validator: p.validator,
+            cluster_id: p.cluster_id,
+            commits: p.commits,
             topics: RwLock::new(HashMap::new()),
         }
     }

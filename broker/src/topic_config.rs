@@ -93,6 +93,20 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         enforced: false,
     },
     ConfigKey {
+        name: "sluice.value.message.type",
+        default: "",
+        kind: KIND_STRING,
+        doc: "Fully-qualified Protobuf message of raw (unframed) values, from subject TOPIC-value; empty: values use the schema registry wire format.",
+        enforced: true,
+    },
+    ConfigKey {
+        name: "sluice.key.message.type",
+        default: "",
+        kind: KIND_STRING,
+        doc: "Fully-qualified Protobuf message of raw (unframed) keys, from subject TOPIC-key; empty: keys use the schema registry wire format.",
+        enforced: true,
+    },
+    ConfigKey {
         name: "unclean.leader.election.enable",
         default: "false",
         kind: KIND_BOOLEAN,

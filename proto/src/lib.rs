@@ -1,6 +1,28 @@
-//! Protobuf machinery for Sluice: schema compilation, record decoding,
-//! validation and redaction, and the Confluent wire framing.
+//! Protobuf machinery for Sluice: schema compilation, record validation,
+//! schema normalisation and compatibility, and the Confluent wire framing.
 //!
-//! Not built yet: the broker currently stores and serves record bytes
-//! without decoding them. Schema validation lands here (see the design's
-//! data flow: "validate each record").
+//! The broker calls into this crate on the produce path (unframe a record,
+//! look up its message type, validate it) and the schema registry uses it
+//! to compile, canonicalise and compare registered schemas. Nothing here
+//! does I/O: schemas arrive as strings, records as byte slices.
+
+mod compat;
+mod embedded;
+mod error;
+mod framing;
+mod normalize;
+mod policy;
+mod schema;
+mod validate;
+
+pub use compat::{CompatibilityLevel, check_compatibility, incompatibilities};
+pub use embedded::{EMBEDDED_FILES, POLICY_PROTO, VALIDATE_PROTO, embedded_source};
+pub use error::ProtoError;
+pub use framing::{Frame, MAGIC_BYTE, decode_frame, encode_frame, encode_frame_header};
+pub use normalize::canonical_text;
+pub use policy::{FieldPolicy, field_policy, message_policy};
+pub use schema::{CompiledSchema, SchemaForm, compile, detect_form};
+pub use validate::{Violation, validate};
+
+/// Re-exported so callers name the same descriptor types this crate uses.
+pub use prost_reflect;

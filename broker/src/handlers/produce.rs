@@ -6,7 +6,9 @@
 
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Pending, respond, str_bytes};
@@ -109,6 +111,10 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
                         )));
                     }
                     Ok(batches) => {
+                        if let Some(p) = validate(&broker, topic, p.index, &batches).await {
+                            parts.push(Part::Done(p));
+                            continue;
+                        }
                         let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
                         let records: i64 =
                             batches.iter().map(|b| b.header.record_count as i64).sum();
@@ -188,6 +194,48 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
         respond(&req, &resp)
     }
     .boxed()
+}
+
+/// Checks the batches of a schema-bound topic; `Some` is the refusal.
+async fn validate(
+    broker: &SharedBroker,
+    topic: &crate::meta::TopicRecord,
+    index: i32,
+    batches: &[batch::CheckedBatch],
+) -> Option<PartitionProduceResponse> {
+    for b in batches {
+        let Err(errors) = broker.validator.check_batch(topic, &b.bytes).await else {
+            continue;
+        };
+        metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.name.clone())
+            .increment(1);
+        metrics::counter!("sluice_validation_rejected_records_total", "topic" => topic.name.clone())
+            .increment(errors.len() as u64);
+        let first = &errors[0];
+        let summary = format!(
+            "{} of {} records failed validation against the topic's schema; record {}: {}",
+            errors.len(),
+            b.header.record_count,
+            first.index,
+            first.message
+        );
+        tracing::info!(topic = %topic.name, partition = index, %summary, "rejected invalid records");
+        let mut p = failed(
+            index,
+            KafkaError::new(ResponseError::InvalidRecord, summary),
+        );
+        p.record_errors = errors
+            .into_iter()
+            .map(|e| {
+                let mut r = BatchIndexAndErrorMessage::default();
+                r.batch_index = e.index;
+                r.batch_index_error_message = Some(str_bytes(e.message));
+                r
+            })
+            .collect();
+        return Some(p);
+    }
+    None
 }
 
 /// Combines the outcomes of one partition's batches into its answer: the

@@ -13,4 +13,5 @@ mod offsets;
 mod ops;
 mod produce_consume;
 mod python;
+mod registry;
 mod retention;

@@ -1,0 +1,242 @@
+//! Produce-time validation: every record of a schema-bound topic is decoded
+//! and checked against its Protobuf schema and the rules declared in it
+//! before the batch is queued for storage.
+//!
+//! Binding: topic `T` is bound to subject `T-value` (and `T-key`) when that
+//! subject has a live version in the registry. Records then carry the
+//! Confluent framing (magic byte, schema id, message indexes), and the id
+//! must be registered under that subject. With the topic config
+//! `sluice.value.message.type` (or `sluice.key.message.type`) set to a
+//! fully-qualified message name, records are raw Protobuf of that type,
+//! checked against the subject's latest version. Topics without a bound
+//! subject accept any bytes.
+//!
+//! A batch with any invalid record is refused whole (INVALID_RECORD, with
+//! one error per bad record); other batches of the same request are
+//! unaffected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_proto::CompiledSchema;
+use sluice_proto::prost_reflect::MessageDescriptor;
+use sluice_schema_registry::{Registry, RegistryError};
+
+use crate::meta::TopicRecord;
+
+pub const VALUE_MESSAGE_TYPE: &str = "sluice.value.message.type";
+pub const KEY_MESSAGE_TYPE: &str = "sluice.key.message.type";
+
+/// How long a topic's binding (which subjects exist) is reused before it is
+/// looked up again; registering a subject takes effect within this time.
+const BINDING_TTL: Duration = Duration::from_secs(2);
+
+/// One side (key or value) of a topic bound to a subject.
+#[derive(Clone)]
+enum Side {
+    /// Confluent-framed records; any live version's id of the subject.
+    Framed { subject: String },
+    /// Raw Protobuf of one message type from the subject's latest version.
+    Raw {
+        schema: Arc<CompiledSchema>,
+        message: MessageDescriptor,
+    },
+}
+
+#[derive(Clone, Default)]
+struct Binding {
+    key: Option<Side>,
+    value: Option<Side>,
+}
+
+/// One invalid record: its index in the batch and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub index: i32,
+    pub message: String,
+}
+
+pub struct Validator {
+    registry: Registry,
+    bindings: moka::future::Cache<String, Arc<Binding>>,
+    /// (subject, schema id) → whether the id is a live version of the subject.
+    memberships: moka::future::Cache<(String, u32), bool>,
+}
+
+impl Validator {
+    pub fn new(registry: Registry) -> Validator {
+        Validator {
+            registry,
+            bindings: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(BINDING_TTL)
+                .build(),
+            memberships: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    async fn side(
+        &self,
+        topic: &TopicRecord,
+        suffix: &str,
+        type_key: &str,
+    ) -> Result<Option<Side>, String> {
+        let subject = format!("{}-{suffix}", topic.name);
+        let latest = match self.registry.latest_for_subject(&subject).await {
+            Ok(s) => s,
+            Err(RegistryError::SubjectNotFound(_)) => return Ok(None),
+            Err(e) => return Err(format!("cannot read subject '{subject}': {e}")),
+        };
+        let raw_type = topic.config.get(type_key);
+        if raw_type.is_empty() {
+            return Ok(Some(Side::Framed { subject }));
+        }
+        let message = latest
+            .schema
+            .pool()
+            .get_message_by_name(raw_type)
+            .ok_or_else(|| {
+                format!(
+                    "topic config {type_key}={raw_type}, but subject '{subject}' version {} has no such message",
+                    latest.version
+                )
+            })?;
+        Ok(Some(Side::Raw {
+            schema: latest.schema,
+            message,
+        }))
+    }
+
+    async fn binding(&self, topic: &TopicRecord) -> Result<Arc<Binding>, String> {
+        if let Some(b) = self.bindings.get(&topic.name).await {
+            return Ok(b);
+        }
+        let b = Arc::new(Binding {
+            key: self.side(topic, "key", KEY_MESSAGE_TYPE).await?,
+            value: self.side(topic, "value", VALUE_MESSAGE_TYPE).await?,
+        });
+        self.bindings.insert(topic.name.clone(), b.clone()).await;
+        Ok(b)
+    }
+
+    /// Whether records of `topic` are checked at all.
+    pub async fn is_bound(&self, topic: &TopicRecord) -> Result<bool, String> {
+        let b = self.binding(topic).await?;
+        Ok(b.key.is_some() || b.value.is_some())
+    }
+
+    async fn id_in_subject(&self, subject: &str, id: u32) -> Result<bool, String> {
+        let key = (subject.to_string(), id);
+        if let Some(v) = self.memberships.get(&key).await {
+            return Ok(v);
+        }
+        let rows = self
+            .registry
+            .store()
+            .versions_by_schema(id)
+            .await
+            .map_err(|e| format!("cannot read schema {id}: {e}"))?;
+        let member = rows.iter().any(|r| r.subject == subject && !r.deleted);
+        self.memberships.insert(key, member).await;
+        Ok(member)
+    }
+
+    async fn check_one(&self, side: &Side, what: &str, data: Option<&Bytes>) -> Result<(), String> {
+        let Some(data) = data else {
+            return Err(format!(
+                "{what} is null but the topic requires a schema-valid {what}"
+            ));
+        };
+        match side {
+            Side::Raw {
+                schema, message, ..
+            } => schema
+                .validate(message, data)
+                .map_err(|v| join_violations(what, &v)),
+            Side::Framed { subject } => {
+                let frame = sluice_proto::decode_frame(data).map_err(|e| {
+                    format!("{what} is not in the schema registry wire format: {e}")
+                })?;
+                if !self.id_in_subject(subject, frame.schema_id).await? {
+                    return Err(format!(
+                        "{what} uses schema id {} which is not registered under subject '{subject}'",
+                        frame.schema_id
+                    ));
+                }
+                let schema = self
+                    .registry
+                    .schema_by_id(frame.schema_id)
+                    .await
+                    .map_err(|e| format!("schema id {}: {e}", frame.schema_id))?;
+                let message = schema
+                    .message_by_indexes(&frame.message_indexes)
+                    .map_err(|e| format!("{what}: {e}"))?;
+                schema
+                    .validate(&message, frame.payload)
+                    .map_err(|v| join_violations(what, &v))
+            }
+        }
+    }
+
+    /// Checks every record of one batch. `Err` lists the invalid records
+    /// (or, when the batch itself cannot be read, one error at index 0).
+    pub async fn check_batch(
+        &self,
+        topic: &TopicRecord,
+        batch: &Bytes,
+    ) -> Result<(), Vec<RecordError>> {
+        let binding = self
+            .binding(topic)
+            .await
+            .map_err(|message| vec![RecordError { index: 0, message }])?;
+        if binding.key.is_none() && binding.value.is_none() {
+            return Ok(());
+        }
+        let mut buf = batch.clone();
+        let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+            vec![RecordError {
+                index: 0,
+                message: format!("cannot decode the record batch: {e}"),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        for (i, r) in set.records.iter().enumerate() {
+            let mut problems = Vec::new();
+            if let Some(side) = &binding.value
+                && let Err(e) = self.check_one(side, "value", r.value.as_ref()).await
+            {
+                problems.push(e);
+            }
+            if let Some(side) = &binding.key
+                && let Err(e) = self.check_one(side, "key", r.key.as_ref()).await
+            {
+                problems.push(e);
+            }
+            if !problems.is_empty() {
+                errors.push(RecordError {
+                    index: i as i32,
+                    message: problems.join("; "),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn join_violations(what: &str, v: &[sluice_proto::Violation]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("invalid {what}: {}", parts.join("; "))
+}
