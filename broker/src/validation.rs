@@ -51,6 +51,11 @@ struct Binding {
     value: Option<Side>,
 }
 
+type Memo = std::collections::HashMap<
+    (String, u32, Vec<i32>),
+    Result<(Arc<CompiledSchema>, MessageDescriptor), String>,
+>;
+
 /// One invalid record: its index in the batch and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -150,7 +155,13 @@ impl Validator {
         Ok(member)
     }
 
-    async fn check_one(&self, side: &Side, what: &str, data: Option<&Bytes>) -> Result<(), String> {
+    async fn check_one(
+        &self,
+        side: &Side,
+        what: &str,
+        data: Option<&Bytes>,
+        memo: &mut Memo,
+    ) -> Result<(), String> {
         let Some(data) = data else {
             return Err(format!(
                 "{what} is null but the topic requires a schema-valid {what}"
@@ -166,25 +177,51 @@ impl Validator {
                 let frame = sluice_proto::decode_frame(data).map_err(|e| {
                     format!("{what} is not in the schema registry wire format: {e}")
                 })?;
-                if !self.id_in_subject(subject, frame.schema_id).await? {
-                    return Err(format!(
-                        "{what} uses schema id {} which is not registered under subject '{subject}'",
-                        frame.schema_id
-                    ));
+                // Records of one batch nearly always share a schema: resolve
+                // each (subject, id, message path) once per batch.
+                let key = (
+                    subject.clone(),
+                    frame.schema_id,
+                    frame.message_indexes.clone(),
+                );
+                if !memo.contains_key(&key) {
+                    let resolved = self
+                        .resolve(subject, frame.schema_id, &frame.message_indexes)
+                        .await;
+                    memo.insert(key.clone(), resolved);
                 }
-                let schema = self
-                    .registry
-                    .schema_by_id(frame.schema_id)
-                    .await
-                    .map_err(|e| format!("schema id {}: {e}", frame.schema_id))?;
-                let message = schema
-                    .message_by_indexes(&frame.message_indexes)
-                    .map_err(|e| format!("{what}: {e}"))?;
+                let (schema, message) = memo
+                    .get(&key)
+                    .ok_or_else(|| "internal: schema memo".to_string())?
+                    .as_ref()
+                    .map_err(|e| format!("{what} {e}"))?;
                 schema
-                    .validate(&message, frame.payload)
+                    .validate(message, frame.payload)
                     .map_err(|v| join_violations(what, &v))
             }
         }
+    }
+
+    async fn resolve(
+        &self,
+        subject: &str,
+        id: u32,
+        indexes: &[i32],
+    ) -> Result<(Arc<CompiledSchema>, MessageDescriptor), String> {
+        if !self.id_in_subject(subject, id).await? {
+            return Err(format!(
+                "uses schema id {id} which is not registered under subject '{subject}'"
+            ));
+        }
+        let schema = self
+            .registry
+            .schema_by_id(id)
+            .await
+            .map_err(|e| format!("uses schema id {id}: {e}"))?;
+        let message = schema
+            .message_by_indexes(indexes)
+            .map_err(|e| format!("uses schema id {id}: {e}"))?;
+        Ok((schema, message))
     }
 
     /// Checks every record of one batch. `Err` lists the invalid records
@@ -209,15 +246,18 @@ impl Validator {
             }]
         })?;
         let mut errors = Vec::new();
+        let mut memo = Memo::new();
         for (i, r) in set.records.iter().enumerate() {
             let mut problems = Vec::new();
             if let Some(side) = &binding.value
-                && let Err(e) = self.check_one(side, "value", r.value.as_ref()).await
+                && let Err(e) = self
+                    .check_one(side, "value", r.value.as_ref(), &mut memo)
+                    .await
             {
                 problems.push(e);
             }
             if let Some(side) = &binding.key
-                && let Err(e) = self.check_one(side, "key", r.key.as_ref()).await
+                && let Err(e) = self.check_one(side, "key", r.key.as_ref(), &mut memo).await
             {
                 problems.push(e);
             }

@@ -27,6 +27,8 @@ use rdkafka::message::{DeliveryResult, Headers, Message};
 use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 
+pub mod orders;
+
 /// How long to wait for a freshly spawned broker to accept Kafka connections.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a broker may take to exit after SIGTERM.

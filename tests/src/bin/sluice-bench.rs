@@ -25,7 +25,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sluice_tests::{Broker, Rng, block_on, sluice_bin};
+use sluice_tests::{Broker, Rng, block_on, orders, sluice_bin};
 
 const MB: f64 = 1_000_000.0;
 
@@ -101,6 +101,18 @@ struct Args {
     /// Extra librdkafka consumer setting, key=value (repeatable).
     #[arg(long = "consumer-config", value_parser = parse_kv)]
     consumer_config: Vec<(String, String)>,
+
+    /// Record values: `random` bytes of --record-size, or framed Protobuf
+    /// orders (~1 KiB, nested) either `unbound` (no subject registered, so
+    /// the broker does not validate) or `validated` (schema registered under
+    /// TOPIC-value, every record decoded and checked).
+    #[arg(long, value_enum, default_value_t = Values::Random)]
+    values: Values,
+
+    /// Schema registry address for `--values validated` with `--broker`
+    /// (embedded mode knows its own).
+    #[arg(long)]
+    registry: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -169,6 +181,13 @@ fn main() {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Values {
+    Random,
+    Unbound,
+    Validated,
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     if args.record_size == 0 {
         bail!("--record-size must be at least 1");
@@ -177,6 +196,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         bail!("--partitions must be at least 1");
     }
     let mut embedded = None;
+    let mut registry = args.registry.clone();
     let bootstrap = match &args.broker {
         Some(addr) => addr.clone(),
         None => {
@@ -188,12 +208,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("starting embedded broker {}", bin.display());
             let broker = Broker::try_start_bin(bin, &serve_args)?;
             let addr = broker.bootstrap();
+            registry.get_or_insert_with(|| broker.registry_addr());
             embedded = Some(broker);
             addr
         }
     };
 
-    let result = bench(&args, &bootstrap);
+    let result = bench(&args, &bootstrap, registry.as_deref());
 
     if let Some(mut broker) = embedded {
         eprintln!("stopping embedded broker");
@@ -208,7 +229,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-fn bench(args: &Args, bootstrap: &str) -> anyhow::Result<()> {
+fn bench(args: &Args, bootstrap: &str, registry: Option<&str>) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| {
         format!(
             "bench-{}-{}",
@@ -256,7 +277,38 @@ fn bench(args: &Args, bootstrap: &str) -> anyhow::Result<()> {
 
     create_topic(bootstrap, &topic, args.partitions)?;
 
-    let produced = produce(args, bootstrap, &topic, records_limit, duration_limit)?;
+    let values = match args.values {
+        Values::Random => None,
+        Values::Unbound | Values::Validated => {
+            let id = if args.values == Values::Validated {
+                let registry =
+                    registry.context("--values validated needs --registry with --broker")?;
+                let id = orders::register_order_schema(registry, &format!("{topic}-value"))?;
+                println!(
+                    "  values: framed Protobuf orders, schema id {id} registered: every record validated"
+                );
+                id
+            } else {
+                println!("  values: framed Protobuf orders, no schema registered: not validated");
+                1
+            };
+            let pool: Vec<Vec<u8>> = (0..512)
+                .map(|n| orders::frame(id, &orders::encode_order(n, true)))
+                .collect();
+            let avg = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
+            println!("  order record size ~{avg} B");
+            Some(pool)
+        }
+    };
+
+    let produced = produce(
+        args,
+        bootstrap,
+        &topic,
+        records_limit,
+        duration_limit,
+        values.as_deref(),
+    )?;
     let secs = produced.elapsed.as_secs_f64();
     let h = &produced.latency_us;
     println!();
@@ -352,6 +404,7 @@ fn produce(
     topic: &str,
     records_limit: u64,
     duration_limit: Option<Duration>,
+    values: Option<&[Vec<u8>]>,
 ) -> anyhow::Result<ProduceResult> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
@@ -408,8 +461,13 @@ fn produce(
                         thread::sleep(Duration::from_secs_f64(ahead));
                     }
                 }
-                let off = ((i.wrapping_mul(7919)) % window as u64) as usize;
-                let value = &pool[off..off + args.record_size];
+                let value: &[u8] = match values {
+                    Some(v) => &v[(i % v.len() as u64) as usize],
+                    None => {
+                        let off = ((i.wrapping_mul(7919)) % window as u64) as usize;
+                        &pool[off..off + args.record_size]
+                    }
+                };
                 loop {
                     let sent_at = start.elapsed().as_nanos() as usize;
                     let rec: BaseRecord<'_, [u8], [u8], usize> =
