@@ -154,3 +154,48 @@ fn confluent_protobuf_serializer_and_validation() {
     assert_eq!(read[1]["name"], "Bob");
     assert_eq!(read[1]["offset"], 1);
 }
+
+/// A topic config names a message type: records are raw Protobuf of that
+/// type (no framing), checked against the subject's latest version.
+#[test]
+fn raw_protobuf_topic_is_validated_against_its_message_type() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::BaseRecord;
+    use sluice_tests::orders;
+
+    let broker = Broker::start();
+    orders::register_order_schema(&broker.registry_addr(), "raw-orders-value")
+        .expect("register the order schema");
+    broker.create_topic(
+        "raw-orders",
+        1,
+        &[("sluice.value.message.type", "bench.Order")],
+    );
+    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0")]);
+    let send = |value: Vec<u8>| {
+        use rdkafka::producer::Producer;
+        producer
+            .send(
+                BaseRecord::<(), [u8], usize>::with_opaque_to("raw-orders", 0).payload(&value[..]),
+            )
+            .expect("enqueue");
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        let mut reports = producer.context().take();
+        assert_eq!(reports.len(), 1);
+        reports.remove(0).error
+    };
+    let invalid = Some(KafkaError::MessageProduction(
+        RDKafkaErrorCode::InvalidRecord,
+    ));
+    let ok = send(orders::encode_order(1, true));
+    assert_eq!(ok, None, "a valid raw order is accepted");
+    let bad = send(orders::encode_order(2, false));
+    assert_eq!(bad, invalid, "an order with a bad email is refused");
+    let framed = send(orders::frame(1, &orders::encode_order(3, true)));
+    assert_eq!(framed, invalid, "framed bytes are not a raw order");
+    assert_eq!(
+        broker.watermarks("raw-orders", 0),
+        (0, 1),
+        "only the valid order is stored"
+    );
+}
