@@ -1,31 +1,13 @@
 //! The operations endpoint: health, readiness and Prometheus metrics.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use sluice_tests::{Broker, Rec};
+use sluice_tests::{Broker, Rec, orders};
 
 use crate::common::{assert_all_acked, produce_all};
 
-/// A plain HTTP/1.1 GET; returns (status code, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read the HTTP response");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_string())
+    orders::http(addr, "GET", path, None).expect("HTTP request")
 }
 
 #[test]
