@@ -171,7 +171,8 @@ fn raw_protobuf_topic_is_validated_against_its_message_type() {
         1,
         &[("sluice.value.message.type", "bench.Order")],
     );
-    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0")]);
+    // Idempotent: a refused batch must not wedge the producer's sequence.
+    let producer = broker.producer(&[("enable.idempotence", "true"), ("linger.ms", "0")]);
     let send = |value: Vec<u8>| {
         use rdkafka::producer::Producer;
         producer
@@ -193,9 +194,11 @@ fn raw_protobuf_topic_is_validated_against_its_message_type() {
     assert_eq!(bad, invalid, "an order with a bad email is refused");
     let framed = send(orders::frame(1, &orders::encode_order(3, true)));
     assert_eq!(framed, invalid, "framed bytes are not a raw order");
+    let after = send(orders::encode_order(4, true));
+    assert_eq!(after, None, "valid orders after a refused one are accepted");
     assert_eq!(
         broker.watermarks("raw-orders", 0),
-        (0, 1),
-        "only the valid order is stored"
+        (0, 2),
+        "only the valid orders are stored"
     );
 }
