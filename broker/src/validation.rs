@@ -56,6 +56,15 @@ type Memo = std::collections::HashMap<
     Result<(Arc<CompiledSchema>, MessageDescriptor), String>,
 >;
 
+/// Why a batch was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Records break the schema (INVALID_RECORD; retrying will not help).
+    Invalid(Vec<RecordError>),
+    /// The registry could not be read (retriable).
+    Unavailable(String),
+}
+
 /// One invalid record: its index in the batch and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -94,12 +103,16 @@ impl Validator {
         topic: &TopicRecord,
         suffix: &str,
         type_key: &str,
-    ) -> Result<Option<Side>, String> {
+    ) -> Result<Option<Side>, Rejection> {
         let subject = format!("{}-{suffix}", topic.name);
         let latest = match self.registry.latest_for_subject(&subject).await {
             Ok(s) => s,
             Err(RegistryError::SubjectNotFound(_)) => return Ok(None),
-            Err(e) => return Err(format!("cannot read subject '{subject}': {e}")),
+            Err(e) => {
+                return Err(Rejection::Unavailable(format!(
+                    "cannot read subject '{subject}': {e}"
+                )));
+            }
         };
         let raw_type = topic.config.get(type_key);
         if raw_type.is_empty() {
@@ -110,10 +123,13 @@ impl Validator {
             .pool()
             .get_message_by_name(raw_type)
             .ok_or_else(|| {
-                format!(
-                    "topic config {type_key}={raw_type}, but subject '{subject}' version {} has no such message",
-                    latest.version
-                )
+                Rejection::Invalid(vec![RecordError {
+                    index: 0,
+                    message: format!(
+                        "topic config {type_key}={raw_type}, but subject '{subject}' version {} has no such message",
+                        latest.version
+                    ),
+                }])
             })?;
         Ok(Some(Side::Raw {
             schema: latest.schema,
@@ -121,7 +137,7 @@ impl Validator {
         }))
     }
 
-    async fn binding(&self, topic: &TopicRecord) -> Result<Arc<Binding>, String> {
+    async fn binding(&self, topic: &TopicRecord) -> Result<Arc<Binding>, Rejection> {
         if let Some(b) = self.bindings.get(&topic.name).await {
             return Ok(b);
         }
@@ -131,12 +147,6 @@ impl Validator {
         });
         self.bindings.insert(topic.name.clone(), b.clone()).await;
         Ok(b)
-    }
-
-    /// Whether records of `topic` are checked at all.
-    pub async fn is_bound(&self, topic: &TopicRecord) -> Result<bool, String> {
-        let b = self.binding(topic).await?;
-        Ok(b.key.is_some() || b.value.is_some())
     }
 
     async fn id_in_subject(&self, subject: &str, id: u32) -> Result<bool, String> {
@@ -226,24 +236,17 @@ impl Validator {
 
     /// Checks every record of one batch. `Err` lists the invalid records
     /// (or, when the batch itself cannot be read, one error at index 0).
-    pub async fn check_batch(
-        &self,
-        topic: &TopicRecord,
-        batch: &Bytes,
-    ) -> Result<(), Vec<RecordError>> {
-        let binding = self
-            .binding(topic)
-            .await
-            .map_err(|message| vec![RecordError { index: 0, message }])?;
+    pub async fn check_batch(&self, topic: &TopicRecord, batch: &Bytes) -> Result<(), Rejection> {
+        let binding = self.binding(topic).await?;
         if binding.key.is_none() && binding.value.is_none() {
             return Ok(());
         }
         let mut buf = batch.clone();
         let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-            vec![RecordError {
+            Rejection::Invalid(vec![RecordError {
                 index: 0,
                 message: format!("cannot decode the record batch: {e}"),
-            }]
+            }])
         })?;
         let mut errors = Vec::new();
         let mut memo = Memo::new();
@@ -271,7 +274,7 @@ impl Validator {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors)
+            Err(Rejection::Invalid(errors))
         }
     }
 }

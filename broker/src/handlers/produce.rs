@@ -16,6 +16,7 @@ use crate::append::{BatchOutcome, PendingBatch};
 use crate::batch;
 use crate::codec::RequestFrame;
 use crate::state::{KafkaError, SharedBroker, validate_topic_name};
+use crate::validation::Rejection;
 
 /// Where one partition's answer comes from.
 enum Part {
@@ -204,8 +205,16 @@ async fn validate(
     batches: &[batch::CheckedBatch],
 ) -> Option<PartitionProduceResponse> {
     for b in batches {
-        let Err(errors) = broker.validator.check_batch(topic, &b.bytes).await else {
-            continue;
+        let errors = match broker.validator.check_batch(topic, &b.bytes).await {
+            Ok(()) => continue,
+            Err(Rejection::Unavailable(message)) => {
+                tracing::warn!(topic = %topic.name, %message, "cannot validate; asking the producer to retry");
+                return Some(failed(
+                    index,
+                    KafkaError::new(ResponseError::KafkaStorageError, message),
+                ));
+            }
+            Err(Rejection::Invalid(errors)) => errors,
         };
         metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.name.clone())
             .increment(1);
