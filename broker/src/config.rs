@@ -65,6 +65,10 @@ pub struct ServeArgs {
         value_name = "MS"
     )]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Shut down when the process with this id exits (for test harnesses
+    /// and supervisors that may die without stopping the broker).
+    #[arg(long, hide = true, value_name = "PID")]
+    pub exit_with_parent: Option<u32>,
 }
 
 /// The config file: the same keys as the flags.

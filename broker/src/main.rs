@@ -62,6 +62,9 @@ fn main() -> std::process::ExitCode {
                 let config = Config::resolve(&args)?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(wait_for_signal(shutdown.clone()));
+                if let Some(pid) = args.exit_with_parent {
+                    tokio::spawn(exit_with_parent(pid, shutdown.clone()));
+                }
                 sluice_broker::server::run(config, shutdown).await
             }
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
@@ -73,6 +76,19 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts an orderly shutdown once process `pid` is gone.
+async fn exit_with_parent(pid: u32, shutdown: CancellationToken) {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if !proc_dir.exists() {
+            tracing::info!(pid, "parent process exited; shutting down");
+            shutdown.cancel();
+            return;
         }
     }
 }

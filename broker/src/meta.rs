@@ -29,17 +29,31 @@ use crate::topic_config::TopicConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// The database failed or is unreachable; the operation may be retried.
+    /// (Not a `#[source]`: the message already carries it, and error
+    /// chains printed with `{:#}` would repeat it.)
     #[error("metadata store error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// Schema migration failed at startup.
     #[error("metadata store migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("topic '{0}' already exists")]
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
     #[error("{0}")]
     InvalidPartitions(String),
+}
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> MetaError {
+        MetaError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for MetaError {
+    fn from(e: sqlx::migrate::MigrateError) -> MetaError {
+        MetaError::Migrate(e)
+    }
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

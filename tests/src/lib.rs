@@ -273,6 +273,10 @@ impl Broker {
             .arg(self.registry_addr())
             .arg("--http-addr")
             .arg(self.http_addr())
+            // If this test process dies without dropping the broker, the
+            // broker stops on its own instead of lingering.
+            .arg("--exit-with-parent")
+            .arg(std::process::id().to_string())
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
