@@ -18,6 +18,8 @@ use prost_reflect::{
 
 use crate::ProtoError;
 
+mod wire;
+
 /// Full name of the field-options extension holding the rules.
 const RULES_EXTENSION: &str = "buf.validate.field";
 
@@ -62,6 +64,8 @@ pub fn validate(
 #[derive(Debug, Default)]
 pub(crate) struct RuleSet {
     plans: HashMap<String, Vec<FieldPlan>>,
+    /// Tables for checking records straight from their wire encoding.
+    wire: wire::WirePlan,
 }
 
 #[derive(Debug)]
@@ -73,13 +77,13 @@ struct FieldPlan {
     descend: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct FieldRules {
     required: bool,
     kind: Option<TypeRules>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum TypeRules {
     Signed(Bounds<i64>),
     Unsigned(Bounds<u64>),
@@ -96,7 +100,7 @@ enum TypeRules {
     Map(MapRules),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Bounds<T> {
     constant: Option<T>,
     lt: Option<T>,
@@ -105,7 +109,7 @@ struct Bounds<T> {
     gte: Option<T>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct StringRules {
     min_len: Option<u64>,
     max_len: Option<u64>,
@@ -119,20 +123,20 @@ enum StringFormat {
     Uuid,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct EnumRules {
     constant: Option<i32>,
     defined_only: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RepeatedRules {
     min_items: Option<u64>,
     max_items: Option<u64>,
     items: Option<Box<FieldRules>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MapRules {
     min_pairs: Option<u64>,
     max_pairs: Option<u64>,
@@ -183,8 +187,14 @@ impl RuleSet {
     /// field they sit on, or that Sluice cannot evaluate, are errors here so
     /// that a schema is refused at registration rather than half-enforced.
     pub(crate) fn build(pool: &DescriptorPool) -> Result<Self, ProtoError> {
+        let plans = Self::plans(pool)?;
+        let wire = wire::WirePlan::build(pool, &plans);
+        Ok(RuleSet { plans, wire })
+    }
+
+    fn plans(pool: &DescriptorPool) -> Result<HashMap<String, Vec<FieldPlan>>, ProtoError> {
         let Some(extension) = pool.get_extension_by_name(RULES_EXTENSION) else {
-            return Ok(RuleSet::default());
+            return Ok(HashMap::new());
         };
         let mut direct: HashMap<String, HashMap<u32, FieldRules>> = HashMap::new();
         for message in pool.all_messages() {
@@ -250,10 +260,25 @@ impl RuleSet {
                 .collect();
             plans.insert(message.full_name().to_owned(), fields);
         }
-        Ok(RuleSet { plans })
+        Ok(plans)
     }
 
     pub(crate) fn validate(
+        &self,
+        message: &MessageDescriptor,
+        payload: &[u8],
+    ) -> Result<(), Vec<Violation>> {
+        // The wire walk only ever proves a record good; everything else,
+        // including building the violations, is left to the full decode.
+        if self.wire.accepts(self, message, payload) {
+            return Ok(());
+        }
+        self.validate_decoded(message, payload)
+    }
+
+    /// Decodes the record in full and checks it: the reference behaviour,
+    /// and the source of every reported violation.
+    fn validate_decoded(
         &self,
         message: &MessageDescriptor,
         payload: &[u8],
