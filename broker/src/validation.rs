@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use sluice_proto::CompiledSchema;
 use sluice_proto::prost_reflect::MessageDescriptor;
 use sluice_schema_registry::{Registry, RegistryError};
@@ -55,6 +54,13 @@ type Memo = std::collections::HashMap<
     (String, u32, Vec<i32>),
     Result<(Arc<CompiledSchema>, MessageDescriptor), String>,
 >;
+
+fn invalid_batch(message: String) -> Rejection {
+    Rejection::Invalid(vec![RecordError {
+        index: 0,
+        message: format!("cannot read the record batch: {message}"),
+    }])
+}
 
 /// Why a batch was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +175,7 @@ impl Validator {
         &self,
         side: &Side,
         what: &str,
-        data: Option<&Bytes>,
+        data: Option<&[u8]>,
         memo: &mut Memo,
     ) -> Result<(), String> {
         let Some(data) = data else {
@@ -241,26 +247,23 @@ impl Validator {
         if binding.key.is_none() && binding.value.is_none() {
             return Ok(());
         }
-        let mut buf = batch.clone();
-        let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-            Rejection::Invalid(vec![RecordError {
-                index: 0,
-                message: format!("cannot decode the record batch: {e}"),
-            }])
-        })?;
+        let header = crate::batch::parse_header(batch).map_err(|e| invalid_batch(e.to_string()))?;
+        let section = crate::batch::records_section(batch, &header)
+            .map_err(|e| invalid_batch(e.to_string()))?;
         let mut errors = Vec::new();
         let mut memo = Memo::new();
-        for (i, r) in set.records.iter().enumerate() {
+        for (i, r) in crate::batch::Records::new(&section, header.record_count).enumerate() {
+            let r = r.map_err(|e| invalid_batch(e.to_string()))?;
             let mut problems = Vec::new();
             if let Some(side) = &binding.value
                 && let Err(e) = self
-                    .check_one(side, "value", r.value.as_ref(), &mut memo)
+                    .check_one(side, "value", r.value, &mut memo)
                     .await
             {
                 problems.push(e);
             }
             if let Some(side) = &binding.key
-                && let Err(e) = self.check_one(side, "key", r.key.as_ref(), &mut memo).await
+                && let Err(e) = self.check_one(side, "key", r.key, &mut memo).await
             {
                 problems.push(e);
             }
