@@ -29,9 +29,14 @@ use crate::state::SharedBroker;
 const MAX_IN_FLIGHT: usize = 64;
 
 /// Per-connection facts handlers may need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnContext {
     pub peer: SocketAddr,
+    /// Signalled once the connection's latest produce request has queued its
+    /// batches; the next produce request waits on it before queueing its own,
+    /// so one connection's batches are stored in request order even though
+    /// requests are checked (validated) concurrently.
+    pub produce_chain: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 /// A response slot: `None` means the request gets no response (acks=0).
@@ -48,7 +53,10 @@ pub async fn serve<S>(
     let (rd, wr) = tokio::io::split(stream);
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
-    let ctx = Arc::new(ConnContext { peer });
+    let ctx = Arc::new(ConnContext {
+        peer,
+        produce_chain: std::sync::Mutex::new(None),
+    });
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {

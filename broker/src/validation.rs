@@ -256,9 +256,7 @@ impl Validator {
             let r = r.map_err(|e| invalid_batch(e.to_string()))?;
             let mut problems = Vec::new();
             if let Some(side) = &binding.value
-                && let Err(e) = self
-                    .check_one(side, "value", r.value, &mut memo)
-                    .await
+                && let Err(e) = self.check_one(side, "value", r.value, &mut memo).await
             {
                 problems.push(e);
             }

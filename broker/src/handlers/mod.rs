@@ -73,7 +73,7 @@ pub async fn start(
     Ok(match req.api_key {
         ApiKey::Produce => {
             let body: m::ProduceRequest = req.decode()?;
-            produce::start(broker, req, body).await
+            produce::start(broker, &ctx, req, body)
         }
         ApiKey::ApiVersions => {
             let body: m::ApiVersionsRequest = req.decode()?;

@@ -15,8 +15,10 @@ use super::{Pending, respond, str_bytes};
 use crate::append::{BatchOutcome, PendingBatch};
 use crate::batch;
 use crate::codec::RequestFrame;
+use crate::connection::ConnContext;
 use crate::state::{KafkaError, SharedBroker, validate_topic_name};
 use crate::validation::Rejection;
+use tokio::sync::oneshot;
 
 /// Where one partition's answer comes from.
 enum Part {
@@ -38,7 +40,32 @@ fn failed(index: i32, err: KafkaError) -> PartitionProduceResponse {
     p
 }
 
-pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest) -> Pending {
+/// Returns the work for one produce request. Called by the connection reader
+/// in request order; the returned future checks and validates the batches
+/// concurrently with later requests, then queues them only after the
+/// previous produce request of the connection has queued its own.
+pub fn start(
+    broker: SharedBroker,
+    ctx: &ConnContext,
+    req: RequestFrame,
+    body: ProduceRequest,
+) -> Pending {
+    let (queued, queued_rx) = oneshot::channel::<()>();
+    let previous = ctx
+        .produce_chain
+        .lock()
+        .map(|mut c| c.replace(queued_rx))
+        .unwrap_or(None);
+    async move { run(broker, req, body, previous, queued).await }.boxed()
+}
+
+async fn run(
+    broker: SharedBroker,
+    req: RequestFrame,
+    body: ProduceRequest,
+    previous: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
+) -> Result<Option<bytes::Bytes>, crate::codec::CodecError> {
     let received = std::time::Instant::now();
     let acks = body.acks;
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Part>)> = Vec::new();
@@ -157,13 +184,18 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
         }
     }
 
+    if let Some(previous) = previous {
+        // An error only means the previous request ended without queueing.
+        let _ = previous.await;
+    }
     let ticket = if job.is_empty() {
         None
     } else {
         Some(broker.appender.submit(job).await)
     };
+    let _ = queued.send(());
 
-    async move {
+    {
         let outcomes = match ticket {
             Some(t) => t.wait().await,
             None => Vec::new(),
@@ -194,7 +226,6 @@ pub async fn start(broker: SharedBroker, req: RequestFrame, body: ProduceRequest
         }
         respond(&req, &resp)
     }
-    .boxed()
 }
 
 /// Checks the batches of a schema-bound topic; `Some` is the refusal.
