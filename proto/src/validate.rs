@@ -762,7 +762,7 @@ impl Checker<'_> {
     }
 
     fn string(&mut self, rules: &StringRules, s: &str) {
-        if rules.min_len.is_some() || rules.max_len.is_some() {
+        if !length_certainly_ok(rules, s) {
             let len = s.chars().count() as u64;
             if let Some(min) = rules.min_len.filter(|min| len < *min) {
                 self.report(format!("value length must be at least {min} characters"));
@@ -779,6 +779,31 @@ impl Checker<'_> {
             Some(StringFormat::Uuid) if !is_uuid(s) => self.report("value must be a valid UUID"),
             _ => {}
         }
+    }
+}
+
+/// Whether the byte length alone proves the character-length rules hold:
+/// a UTF-8 string of `n` bytes has between `ceil(n / 4)` and `n` characters.
+fn length_certainly_ok(rules: &StringRules, s: &str) -> bool {
+    let bytes = s.len() as u64;
+    rules.min_len.is_none_or(|min| bytes.div_ceil(4) >= min)
+        && rules.max_len.is_none_or(|max| bytes <= max)
+}
+
+/// The same verdict as [`Checker::string`] without building any report.
+fn string_passes(rules: &StringRules, s: &str) -> bool {
+    if !length_certainly_ok(rules, s) {
+        let len = s.chars().count() as u64;
+        if rules.min_len.is_some_and(|min| len < min) || rules.max_len.is_some_and(|max| len > max)
+        {
+            return false;
+        }
+    }
+    match rules.format {
+        Some(StringFormat::Email) => is_email(s),
+        Some(StringFormat::Uri) => is_uri(s),
+        Some(StringFormat::Uuid) => is_uuid(s),
+        _ => true,
     }
 }
 

@@ -670,13 +670,7 @@ impl RuleSet {
     }
 
     fn passes_str(&self, rules: &StringRules, s: &str) -> bool {
-        let mut checker = Checker {
-            rules: self,
-            path: String::new(),
-            out: Vec::new(),
-        };
-        checker.string(rules, s);
-        checker.out.is_empty()
+        super::string_passes(rules, s)
     }
 }
 
