@@ -50,10 +50,13 @@ struct Binding {
     value: Option<Side>,
 }
 
-type Memo = std::collections::HashMap<
-    (String, u32, Vec<i32>),
+/// Schemas resolved while checking one batch: (subject, id, message path, result).
+type Memo = Vec<(
+    String,
+    u32,
+    Vec<i32>,
     Result<(Arc<CompiledSchema>, MessageDescriptor), String>,
->;
+)>;
 
 fn invalid_batch(message: String) -> Rejection {
     Rejection::Invalid(vec![RecordError {
@@ -194,23 +197,27 @@ impl Validator {
                     format!("{what} is not in the schema registry wire format: {e}")
                 })?;
                 // Records of one batch nearly always share a schema: resolve
-                // each (subject, id, message path) once per batch.
-                let key = (
-                    subject.clone(),
-                    frame.schema_id,
-                    frame.message_indexes.clone(),
-                );
-                if !memo.contains_key(&key) {
-                    let resolved = self
-                        .resolve(subject, frame.schema_id, &frame.message_indexes)
-                        .await;
-                    memo.insert(key.clone(), resolved);
-                }
-                let (schema, message) = memo
-                    .get(&key)
-                    .ok_or_else(|| "internal: schema memo".to_string())?
-                    .as_ref()
-                    .map_err(|e| format!("{what} {e}"))?;
+                // each (subject, id, message path) once per batch, found
+                // again without allocating.
+                let found = memo.iter().position(|(s, id, idx, _)| {
+                    *id == frame.schema_id && idx == &frame.message_indexes && s == subject
+                });
+                let slot = match found {
+                    Some(i) => i,
+                    None => {
+                        let resolved = self
+                            .resolve(subject, frame.schema_id, &frame.message_indexes)
+                            .await;
+                        memo.push((
+                            subject.clone(),
+                            frame.schema_id,
+                            frame.message_indexes.clone(),
+                            resolved,
+                        ));
+                        memo.len() - 1
+                    }
+                };
+                let (schema, message) = memo[slot].3.as_ref().map_err(|e| format!("{what} {e}"))?;
                 schema
                     .validate(message, frame.payload)
                     .map_err(|v| join_violations(what, &v))
