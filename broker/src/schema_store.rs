@@ -25,6 +25,17 @@ fn db(e: sqlx::Error) -> RegistryError {
     RegistryError::Store(e.to_string())
 }
 
+/// A version update that touched no row names a version that does not exist.
+fn version_touched(rows: u64, subject: String, version: i32) -> Result<(), RegistryError> {
+    if rows == 0 {
+        return Err(RegistryError::VersionNotFound {
+            subject,
+            version: version.to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn kind_name(kind: SettingKind) -> &'static str {
     match kind {
         SettingKind::Compatibility => "compatibility",
@@ -170,13 +181,7 @@ impl SchemaStore for SqlSchemaStore {
             .execute(self.meta.pool())
             .await
             .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(RegistryError::VersionNotFound {
-                    subject,
-                    version: version.to_string(),
-                });
-            }
-            Ok(())
+            version_touched(done.rows_affected(), subject, version)
         }
         .boxed()
     }
@@ -190,13 +195,7 @@ impl SchemaStore for SqlSchemaStore {
                     .execute(self.meta.pool())
                     .await
                     .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(RegistryError::VersionNotFound {
-                    subject,
-                    version: version.to_string(),
-                });
-            }
-            Ok(())
+            version_touched(done.rows_affected(), subject, version)
         }
         .boxed()
     }

@@ -103,10 +103,6 @@ impl Validator {
         }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     async fn side(
         &self,
         topic: &TopicRecord,

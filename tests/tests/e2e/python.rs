@@ -248,3 +248,73 @@ fn confluent_kafka_admin_lists_topics_and_alters_incrementally() {
         "an unknown topic config must be refused: {v}"
     );
 }
+
+/// DescribeCluster, DescribeLogDirs and OffsetDelete, as admin tools call them.
+const CLUSTER_ADMIN: &str = r#"
+import json, sys
+from kafka import KafkaAdminClient, KafkaProducer, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+addr = sys.argv[1]
+p = KafkaProducer(bootstrap_servers=[addr], acks='all')
+for i in range(5):
+    p.send('py-dirs', value=b'x' * 100, partition=0).get(timeout=30)
+c = KafkaConsumer(bootstrap_servers=[addr], group_id='py-offsets', enable_auto_commit=False)
+c.assign([TopicPartition('py-dirs', 0)])
+c.commit({TopicPartition('py-dirs', 0): OffsetAndMetadata(3, 'note', -1)})
+c.close()
+a = KafkaAdminClient(bootstrap_servers=[addr])
+cluster = a.describe_cluster()
+dirs = a.describe_log_dirs()
+before = a.list_group_offsets('py-offsets')
+deleted_error = None
+try:
+    result = a.delete_group_offsets('py-offsets', [TopicPartition('py-dirs', 0)])
+    errors = [repr(e) for e in (result.values() if isinstance(result, dict) else []) if e and getattr(e, 'errno', 0)]
+    deleted_error = errors[0] if errors else None
+except Exception as e:
+    deleted_error = repr(e)
+after = a.list_group_offsets('py-offsets')
+def flat(offsets):
+    # kafka-python may key the answer by group first.
+    if offsets and all(isinstance(k, str) for k in offsets):
+        offsets = offsets.get('py-offsets', {})
+    return offsets
+before, after = flat(before), flat(after)
+print(json.dumps({
+    'brokers': len(cluster['brokers']),
+    'cluster_id': cluster['cluster_id'],
+    'dirs': repr(dirs),
+    'before': {f'{tp.topic}/{tp.partition}': [o.offset, o.metadata] for tp, o in before.items()},
+    'after': {f'{tp.topic}/{tp.partition}': o.offset for tp, o in after.items()},
+    'deleted_error': deleted_error,
+}))
+"#;
+
+#[test]
+fn cluster_log_dirs_and_offset_delete() {
+    let broker = Broker::start();
+    broker.create_topic("py-dirs", 1, &[]);
+    let Some(out) = run_python(CLUSTER_ADMIN, &[&broker.bootstrap()], PY_TIMEOUT) else {
+        return;
+    };
+    let stdout = expect_success("cluster admin", &out);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad output ({e}): {stdout}"));
+    assert_eq!(v["brokers"], 1, "{v}");
+    assert!(!v["cluster_id"].as_str().unwrap_or("").is_empty(), "{v}");
+    assert!(
+        v["dirs"].as_str().unwrap_or("").contains("py-dirs"),
+        "log dirs list the topic: {v}"
+    );
+    assert_eq!(
+        v["before"]["py-dirs/0"],
+        serde_json::json!([3, "note"]),
+        "{v}"
+    );
+    assert!(v["deleted_error"].is_null(), "{v}");
+    let after = &v["after"]["py-dirs/0"];
+    assert!(
+        after.is_null() || after == -1,
+        "the committed offset is gone after OffsetDelete: {v}"
+    );
+}
