@@ -228,15 +228,35 @@ pub fn records_section(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, Bat
     out.map_err(|e| BatchError::Invalid(format!("cannot decompress the batch: {e}")))
 }
 
-/// Key and value of one record, borrowed from the records section.
+/// One record, borrowed from the records section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The encoded headers (count, then key/value pairs); see [`headers`].
+    pub headers: &'a [u8],
+}
+
+/// Decodes a record's headers section into (key, value) pairs, in order
+/// (Kafka allows repeated keys). `None` when the section is malformed.
+pub fn headers(mut raw: &[u8]) -> Option<Vec<(&[u8], Option<&[u8]>)>> {
+    let count = zigzag_varint(&mut raw, 5)?;
+    if count < 0 || count as usize > raw.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let key = nullable_bytes(&mut raw)?.unwrap_or_default();
+        let value = nullable_bytes(&mut raw)?;
+        out.push((key, value));
+    }
+    Some(out)
 }
 
 /// Walks the records of an uncompressed records section without building
-/// record structs (headers are skipped using the record length).
+/// record structs (headers are left encoded).
 pub struct Records<'a> {
     buf: &'a [u8],
     left: i32,
@@ -303,11 +323,17 @@ impl<'a> Iterator for Records<'a> {
         self.buf = rest;
         let parsed = (|| {
             rec = rec.get(1..)?; // attributes
-            zigzag_varint(&mut rec, 10)?; // timestamp delta
-            zigzag_varint(&mut rec, 5)?; // offset delta
+            let timestamp_delta = zigzag_varint(&mut rec, 10)?;
+            let offset_delta = zigzag_varint(&mut rec, 5)? as i32;
             let key = nullable_bytes(&mut rec)?;
             let value = nullable_bytes(&mut rec)?;
-            Some(RecordView { key, value })
+            Some(RecordView {
+                timestamp_delta,
+                offset_delta,
+                key,
+                value,
+                headers: rec,
+            })
         })();
         match parsed {
             Some(v) => Some(Ok(v)),

@@ -65,6 +65,13 @@ pub struct ServeArgs {
         value_name = "MS"
     )]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// How often each topic's new records are committed to its Iceberg
+    /// table, in milliseconds (the freshness of table reads).
+    #[arg(long, env = "SLUICE_TABLE_COMMIT_INTERVAL_MS", value_name = "MS")]
+    pub table_commit_interval_ms: Option<u64>,
+    /// Iceberg namespace of topic tables (topic `T` is table `NAMESPACE.T`).
+    #[arg(long, env = "SLUICE_TABLE_NAMESPACE", value_name = "NAME")]
+    pub table_namespace: Option<String>,
     /// Shut down when the process with this id exits (for test harnesses
     /// and supervisors that may die without stopping the broker).
     #[arg(long, hide = true, value_name = "PID")]
@@ -89,6 +96,8 @@ struct FileConfig {
     cache_bytes: Option<u64>,
     retention_check_secs: Option<u64>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    table_commit_interval_ms: Option<u64>,
+    table_namespace: Option<String>,
 }
 
 /// Resolved broker settings.
@@ -109,6 +118,8 @@ pub struct Config {
     pub cache_bytes: u64,
     pub retention_check: Duration,
     pub group_initial_delay: Duration,
+    pub table_commit_interval: Duration,
+    pub table_namespace: String,
 }
 
 impl Config {
@@ -169,7 +180,30 @@ impl Config {
         if max_request_bytes < 1024 {
             bail!("max-request-bytes must be at least 1024, got {max_request_bytes}");
         }
+        let table_namespace = args
+            .table_namespace
+            .clone()
+            .or(file.table_namespace)
+            .unwrap_or_else(|| "kafka".into());
+        if table_namespace.is_empty()
+            || !table_namespace
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            bail!(
+                "table-namespace must be dot-separated names of letters, digits and _, got '{table_namespace}'"
+            );
+        }
+        let table_commit_ms = args
+            .table_commit_interval_ms
+            .or(file.table_commit_interval_ms)
+            .unwrap_or(1000);
+        if table_commit_ms < 10 {
+            bail!("table-commit-interval-ms must be at least 10, got {table_commit_ms}");
+        }
         Ok(Config {
+            table_commit_interval: Duration::from_millis(table_commit_ms),
+            table_namespace,
             data_dir,
             kafka_addr,
             advertised_host,

@@ -8,6 +8,7 @@
 //! paths) → `meta` (metadata store) and `objects` (segment objects).
 
 pub mod append;
+pub mod archiver;
 pub mod batch;
 pub mod cli;
 pub mod client;

@@ -74,12 +74,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         commits: commits_rx,
     }));
 
+    let lake = open_lakehouse(&config, &meta).await?;
+
     crate::http::metrics_handle();
     let http_stop = CancellationToken::new();
     let http = crate::http::serve(
         config.http_addr,
-        crate::http::router(broker.clone()),
-        "HTTP endpoint (health, metrics)",
+        crate::http::router(broker.clone())
+            .merge(sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone()))),
+        "HTTP endpoint (Iceberg REST catalog, health, metrics)",
         http_stop.clone(),
     )
     .await?;
@@ -93,6 +96,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let upkeep = tokio::spawn(crate::http::metrics_upkeep(background.clone()));
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
     let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));
+    let archiver = tokio::spawn(crate::archiver::run(
+        broker.clone(),
+        lake.clone(),
+        config.table_commit_interval,
+        background.clone(),
+    ));
 
     tracing::info!(
         kafka = %config.kafka_addr,
@@ -146,6 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = flusher.await;
     background.cancel();
     let _ = retention.await;
+    let _ = archiver.await;
     let _ = upkeep.await;
     http_stop.cancel();
     let _ = http.await;
@@ -154,4 +164,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The Iceberg catalog of topic tables, in the metadata database, with
+/// table files under `DATA_DIR/warehouse`.
+async fn open_lakehouse(
+    config: &Config,
+    meta: &MetaStore,
+) -> anyhow::Result<Arc<sluice_lakehouse::Lakehouse>> {
+    let dir = config.data_dir.join("warehouse");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the table directory {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let warehouse = format!("file://{}", dir.display());
+    let catalog = sluice_lakehouse::LakeCatalog::open(
+        meta.pool().clone(),
+        sluice_lakehouse::local_file_io(),
+        warehouse,
+    )
+    .await
+    .context("cannot open the Iceberg catalog in the metadata store")?;
+    Ok(Arc::new(sluice_lakehouse::Lakehouse::new(
+        catalog,
+        &config.table_namespace,
+    )?))
 }

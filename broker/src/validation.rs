@@ -103,6 +103,11 @@ impl Validator {
         }
     }
 
+    /// The schema registry the validator reads.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     async fn side(
         &self,
         topic: &TopicRecord,

@@ -1,5 +1,24 @@
-//! Topics as Iceberg tables: records to Parquet, Iceberg commits, the REST
-//! catalog and SQL over topics.
+//! Topics as Iceberg tables: Kafka records to Arrow to Parquet, commits to
+//! one Iceberg table per topic, and the Iceberg REST catalog over them.
 //!
-//! Not built yet: topics are currently kept as Kafka record-batch segments
-//! only.
+//! - [`layout`]: the columns of a topic's table and their field ids.
+//! - [`rows`]: records → Arrow batches in that layout.
+//! - [`catalog`]: the Iceberg SQL catalog in the metadata database, with the
+//!   archiver's offset index committed in the same transaction.
+//! - [`table`]: creating, evolving and appending to a topic's table.
+//! - [`rest`]: the Iceberg REST catalog API over the same catalog.
+
+pub mod catalog;
+pub mod layout;
+pub mod rest;
+pub mod rows;
+pub mod table;
+
+pub use catalog::{ArchiveIndex, CATALOG_NAME, FileRange, LakeCatalog};
+pub use rows::{KafkaRow, ValueFormat};
+pub use table::{Lakehouse, TopicTable, table_name};
+
+/// The local-filesystem FileIO for embedded mode.
+pub fn local_file_io() -> iceberg::io::FileIO {
+    iceberg::io::FileIO::new_with_fs()
+}

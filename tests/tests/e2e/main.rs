@@ -9,6 +9,7 @@ mod durability;
 mod groups;
 mod groups_python;
 mod kcat;
+mod lakehouse;
 mod offsets;
 mod ops;
 mod produce_consume;

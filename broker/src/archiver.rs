@@ -1,0 +1,216 @@
+//! The archiver: turns each topic's committed batches into Parquet files
+//! committed to the topic's Iceberg table, every commit interval.
+//!
+//! Per topic and round: resolve the value schema (subject `T-value`, or the
+//! raw message type of `sluice.value.message.type`), create or evolve the
+//! table, read the batches after the archived position of every partition,
+//! and commit them as one fast append. The table commit and the new
+//! archived positions (plus the offset → file index) are written in one
+//! metadata-store transaction, so after a crash the next round starts
+//! exactly where the last commit ended: no offset is skipped or archived
+//! twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_lakehouse::{KafkaRow, Lakehouse, TopicTable, ValueFormat};
+use sluice_schema_registry::RegistryError;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch;
+use crate::meta::TopicRecord;
+use crate::state::SharedBroker;
+use crate::validation::VALUE_MESSAGE_TYPE;
+
+/// Most batches read per partition in one round; the rest waits for the
+/// next round (which starts at once when a round was full).
+const BATCHES_PER_ROUND: i64 = 2_000;
+
+pub async fn run(
+    broker: SharedBroker,
+    lake: Arc<Lakehouse>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tables: HashMap<String, TopicTable> = HashMap::new();
+    loop {
+        let started = Instant::now();
+        let mut more = false;
+        match broker.meta.list_topics().await {
+            Ok(topics) => {
+                tables.retain(|name, _| topics.iter().any(|t| &t.name == name));
+                for topic in topics {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    match archive_topic(&broker, &lake, &topic, &mut tables).await {
+                        Ok(full) => more |= full,
+                        Err(e) => {
+                            metrics::counter!("sluice_archiver_errors_total").increment(1);
+                            tracing::warn!(topic = %topic.name, error = %e, "archiving failed; will retry");
+                            tables.remove(&topic.name);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "archiver cannot list topics"),
+        }
+        metrics::histogram!("sluice_archiver_round_seconds").record(started.elapsed().as_secs_f64());
+        let wait = if more {
+            Duration::ZERO
+        } else {
+            interval.saturating_sub(started.elapsed())
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The value format of a topic and a name for it that changes whenever
+/// the table's columns must be derived again.
+async fn value_format(
+    broker: &SharedBroker,
+    topic: &TopicRecord,
+) -> anyhow::Result<(Option<ValueFormat>, String)> {
+    let subject = format!("{}-value", topic.name);
+    let latest = match broker.validator.registry().latest_for_subject(&subject).await {
+        Ok(s) => s,
+        Err(RegistryError::SubjectNotFound(_)) => return Ok((None, "none".into())),
+        Err(e) => anyhow::bail!("cannot read subject {subject}: {e}"),
+    };
+    let raw_type = topic.config.get(VALUE_MESSAGE_TYPE);
+    let (message, framed) = if raw_type.is_empty() {
+        let message = latest
+            .schema
+            .record_type()
+            .ok_or_else(|| anyhow::anyhow!("subject {subject} declares no message"))?;
+        (message, true)
+    } else {
+        let message = latest
+            .schema
+            .pool()
+            .get_message_by_name(raw_type)
+            .ok_or_else(|| anyhow::anyhow!("subject {subject} has no message {raw_type}"))?;
+        (message, false)
+    };
+    let source = format!("{subject}:{}:{}", latest.id, message.full_name());
+    Ok((Some(ValueFormat { message, framed }), source))
+}
+
+/// One batch read back for archiving.
+struct Stored {
+    partition: i32,
+    /// The partition's first offset to archive (earlier records are skipped).
+    from: i64,
+    base_offset: i64,
+    header: batch::BatchHeader,
+    records: Bytes,
+}
+
+/// Archives what is new in one topic. Returns whether a partition had more
+/// than one round's worth of batches.
+async fn archive_topic(
+    broker: &SharedBroker,
+    lake: &Lakehouse,
+    topic: &TopicRecord,
+    tables: &mut HashMap<String, TopicTable>,
+) -> anyhow::Result<bool> {
+    let (format, source) = value_format(broker, topic).await?;
+    let cached = tables
+        .get(&topic.name)
+        .filter(|t| t.table.metadata().properties().get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY) == Some(&source));
+    let table = match cached {
+        Some(t) => t.clone(),
+        None => lake.prepare(&topic.name, format, &source).await?,
+    };
+    let ident = lake.ident(&topic.name);
+    let progress = lake.catalog().progress(&ident).await?;
+
+    let mut stored = Vec::new();
+    let mut next_offsets = Vec::new();
+    let mut full = false;
+    for partition in 0..topic.partitions {
+        let Some(offsets) = broker.meta.partition_offsets(topic.id, partition).await? else {
+            continue;
+        };
+        let from = progress
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+            .max(offsets.log_start);
+        if from >= offsets.next_offset {
+            continue;
+        }
+        let locs = broker
+            .meta
+            .batches_from(topic.id, partition, from, BATCHES_PER_ROUND)
+            .await?;
+        full |= locs.len() as i64 == BATCHES_PER_ROUND;
+        let mut next = from;
+        for loc in locs.iter().filter(|l| l.last_offset >= from) {
+            let mut buf = Vec::with_capacity(loc.len as usize);
+            crate::read::append_batch(broker, loc, &mut buf)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let bytes = Bytes::from(buf);
+            let header = batch::parse_header(&bytes)?;
+            next = loc.last_offset + 1;
+            if header.is_control() {
+                continue;
+            }
+            let records = batch::records_section(&bytes, &header)?;
+            stored.push(Stored {
+                partition,
+                from,
+                base_offset: loc.base_offset,
+                header,
+                records,
+            });
+        }
+        if next > from {
+            next_offsets.push((partition, next));
+        }
+    }
+    if next_offsets.is_empty() {
+        tables.insert(topic.name.clone(), table);
+        return Ok(false);
+    }
+
+    let mut rows: Vec<KafkaRow<'_>> = Vec::new();
+    for s in &stored {
+        // Log-append-time batches carry the broker's time for every record.
+        let log_append_time = s.header.attributes & 0x08 != 0;
+        for record in batch::Records::new(&s.records, s.header.record_count) {
+            let record = record?;
+            let offset = s.base_offset + record.offset_delta as i64;
+            if offset < s.from {
+                continue;
+            }
+            let timestamp_ms = if log_append_time {
+                s.header.max_timestamp
+            } else {
+                s.header.base_timestamp + record.timestamp_delta
+            };
+            rows.push(KafkaRow {
+                partition: s.partition,
+                offset,
+                timestamp_ms,
+                key: record.key,
+                value: record.value,
+                headers: batch::headers(record.headers).unwrap_or_default(),
+            });
+        }
+    }
+    let count = rows.len();
+    let started = Instant::now();
+    let table = lake.append(&table, &rows, next_offsets).await?;
+    metrics::counter!("sluice_archived_records_total").increment(count as u64);
+    metrics::histogram!("sluice_archiver_commit_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(topic = %topic.name, records = count, "archived");
+    tables.insert(topic.name.clone(), table);
+    Ok(full)
+}

@@ -1,0 +1,593 @@
+//! The Iceberg catalog of topic tables, kept in the metadata database.
+//!
+//! The tables follow the Iceberg SQL catalog layout (`iceberg_tables`,
+//! `iceberg_namespace_properties`), so engines with a SQL catalog
+//! (PyIceberg's `SqlCatalog`, Java's `JdbcCatalog`) can open the same
+//! database directly. A commit writes the new metadata file first and then
+//! swaps the table's `metadata_location` with a compare-and-set; the
+//! archiver's offset bookkeeping (`lake_files`, `lake_progress`) is written
+//! in that same database transaction, so a table commit and the record of
+//! which offsets it holds are never apart.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use iceberg::io::FileIO;
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, TableCommit,
+    TableCreation, TableIdent, TableRequirement, TableUpdate,
+};
+use sqlx::{Row, SqlitePool};
+
+/// The catalog name in `catalog_name` columns; engines opening the SQL
+/// catalog directly must use this name.
+pub const CATALOG_NAME: &str = "sluice";
+
+const SCHEMA_SQL: &str = "
+CREATE TABLE IF NOT EXISTS iceberg_tables (
+    catalog_name VARCHAR(255) NOT NULL,
+    table_namespace VARCHAR(255) NOT NULL,
+    table_name VARCHAR(255) NOT NULL,
+    metadata_location VARCHAR(1000),
+    previous_metadata_location VARCHAR(1000),
+    iceberg_type VARCHAR(5),
+    PRIMARY KEY (catalog_name, table_namespace, table_name)
+);
+CREATE TABLE IF NOT EXISTS iceberg_namespace_properties (
+    catalog_name VARCHAR(255) NOT NULL,
+    namespace VARCHAR(255) NOT NULL,
+    property_key VARCHAR(255) NOT NULL,
+    property_value VARCHAR(1000),
+    PRIMARY KEY (catalog_name, namespace, property_key)
+);
+CREATE TABLE IF NOT EXISTS lake_files (
+    table_namespace TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    file_path TEXT NOT NULL,
+    first_row INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    PRIMARY KEY (table_namespace, table_name, partition, first_offset)
+);
+CREATE TABLE IF NOT EXISTS lake_progress (
+    table_namespace TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (table_namespace, table_name, partition)
+);
+";
+
+/// Offsets that one commit adds to a table: rows `first_row ..
+/// first_row + row_count` of `file_path` hold `partition`'s offsets
+/// `first_offset ..= last_offset` (with gaps where records were removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRange {
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub file_path: String,
+    pub first_row: i64,
+    pub row_count: i64,
+}
+
+/// What an archiver commit records beside the table update.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveIndex {
+    pub ranges: Vec<FileRange>,
+    /// partition → next offset to archive after this commit.
+    pub progress: Vec<(i32, i64)>,
+}
+
+#[derive(Clone)]
+pub struct LakeCatalog {
+    pool: SqlitePool,
+    file_io: FileIO,
+    warehouse: String,
+}
+
+impl fmt::Debug for LakeCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeCatalog")
+            .field("warehouse", &self.warehouse)
+            .finish()
+    }
+}
+
+fn sql_error(e: sqlx::Error) -> Error {
+    Error::new(ErrorKind::Unexpected, format!("catalog database: {e}"))
+}
+
+fn ns_key(ns: &NamespaceIdent) -> String {
+    ns.as_ref().join(".")
+}
+
+impl LakeCatalog {
+    /// Opens the catalog in `pool`'s database (creating its tables when
+    /// missing). Table locations are `{warehouse}/{namespace}/{table}`.
+    pub async fn open(pool: SqlitePool, file_io: FileIO, warehouse: String) -> Result<LakeCatalog> {
+        sqlx::raw_sql(SCHEMA_SQL)
+            .execute(&pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(LakeCatalog {
+            pool,
+            file_io,
+            warehouse: warehouse.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    pub fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn metadata_location(&self, ident: &TableIdent) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT metadata_location FROM iceberg_tables
+             WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3",
+        )
+        .bind(CATALOG_NAME)
+        .bind(ns_key(ident.namespace()))
+        .bind(ident.name())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    fn build_table(&self, ident: TableIdent, location: String, metadata: TableMetadata) -> Result<Table> {
+        Table::builder()
+            .identifier(ident)
+            .metadata_location(location)
+            .metadata(metadata)
+            .file_io(self.file_io.clone())
+            .runtime(iceberg::Runtime::try_current()?)
+            .build()
+    }
+
+    /// Applies `commit` and records `index` in the same transaction.
+    pub async fn commit_with_index(&self, mut commit: TableCommit, index: &ArchiveIndex) -> Result<Table> {
+        let ident = commit.identifier().clone();
+        let requirements = commit.take_requirements();
+        let updates = commit.take_updates();
+        self.commit_changes(&ident, requirements, updates, index).await
+    }
+
+    /// Checks `requirements` against the table's current metadata, applies
+    /// `updates` and commits, recording `index` in the same transaction.
+    pub async fn commit_changes(
+        &self,
+        ident: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+        index: &ArchiveIndex,
+    ) -> Result<Table> {
+        let current = self.load_table(ident).await?;
+        let old_location = current.metadata_location_result()?.to_string();
+        for requirement in requirements {
+            requirement.check(Some(current.metadata()))?;
+        }
+        let mut builder = current.metadata().clone().into_builder(Some(old_location.clone()));
+        for update in updates {
+            builder = update.apply(builder)?;
+        }
+        let metadata = builder.build()?.metadata;
+        self.swap_metadata(ident, &old_location, metadata, index).await
+    }
+
+    /// Applies `change` to the table's metadata (schema evolution, property
+    /// updates) and commits it.
+    pub async fn update_metadata(
+        &self,
+        ident: &TableIdent,
+        change: impl FnOnce(TableMetadataBuilder) -> Result<TableMetadataBuilder>,
+    ) -> Result<Table> {
+        let current = self.load_table(ident).await?;
+        let old_location = current.metadata_location_result()?.to_string();
+        let builder = current.metadata().clone().into_builder(Some(old_location.clone()));
+        let metadata = change(builder)?.build()?.metadata;
+        self.swap_metadata(ident, &old_location, metadata, &ArchiveIndex::default())
+            .await
+    }
+
+    async fn swap_metadata(
+        &self,
+        ident: &TableIdent,
+        old_location: &str,
+        metadata: TableMetadata,
+        index: &ArchiveIndex,
+    ) -> Result<Table> {
+        let new_location = MetadataLocation::from_str(old_location)?
+            .with_next_version()
+            .with_new_metadata(&metadata);
+        metadata.write_to(&self.file_io, &new_location).await?;
+        let new_location = new_location.to_string();
+        let ns = ns_key(ident.namespace());
+        let mut tx = self.pool.begin().await.map_err(sql_error)?;
+        let swapped = sqlx::query(
+            "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2
+             WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5
+               AND metadata_location = $2",
+        )
+        .bind(&new_location)
+        .bind(old_location)
+        .bind(CATALOG_NAME)
+        .bind(&ns)
+        .bind(ident.name())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?
+        .rows_affected();
+        if swapped != 1 {
+            drop(tx);
+            // Best effort: the metadata file was never published.
+            let _ = self.file_io.delete(&new_location).await;
+            return Err(Error::new(
+                ErrorKind::CatalogCommitConflicts,
+                format!("table {ident} changed during the commit"),
+            )
+            .with_retryable(true));
+        }
+        for r in &index.ranges {
+            sqlx::query(
+                "INSERT INTO lake_files (table_namespace, table_name, partition, first_offset,
+                     last_offset, file_path, first_row, row_count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&ns)
+            .bind(ident.name())
+            .bind(r.partition as i64)
+            .bind(r.first_offset)
+            .bind(r.last_offset)
+            .bind(&r.file_path)
+            .bind(r.first_row)
+            .bind(r.row_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        }
+        for (partition, next) in &index.progress {
+            sqlx::query(
+                "INSERT INTO lake_progress (table_namespace, table_name, partition, next_offset)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (table_namespace, table_name, partition)
+                 DO UPDATE SET next_offset = excluded.next_offset",
+            )
+            .bind(&ns)
+            .bind(ident.name())
+            .bind(*partition as i64)
+            .bind(*next)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        }
+        tx.commit().await.map_err(sql_error)?;
+        self.build_table(ident.clone(), new_location, metadata)
+    }
+
+    /// Next offset to archive, per partition, for a table.
+    pub async fn progress(&self, ident: &TableIdent) -> Result<HashMap<i32, i64>> {
+        let rows = sqlx::query(
+            "SELECT partition, next_offset FROM lake_progress
+             WHERE table_namespace = $1 AND table_name = $2",
+        )
+        .bind(ns_key(ident.namespace()))
+        .bind(ident.name())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as i32, r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// The archived file ranges of one partition that hold offsets at or
+    /// after `offset`, in offset order.
+    pub async fn ranges_from(&self, ident: &TableIdent, partition: i32, offset: i64, limit: i64) -> Result<Vec<FileRange>> {
+        let rows = sqlx::query(
+            "SELECT partition, first_offset, last_offset, file_path, first_row, row_count
+             FROM lake_files
+             WHERE table_namespace = $1 AND table_name = $2 AND partition = $3 AND last_offset >= $4
+             ORDER BY first_offset LIMIT $5",
+        )
+        .bind(ns_key(ident.namespace()))
+        .bind(ident.name())
+        .bind(partition as i64)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| FileRange {
+                partition: r.get::<i64, _>(0) as i32,
+                first_offset: r.get(1),
+                last_offset: r.get(2),
+                file_path: r.get(3),
+                first_row: r.get(4),
+                row_count: r.get(5),
+            })
+            .collect())
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        ErrorKind::FeatureUnsupported,
+        format!("{what} is not supported: topic tables follow their topics"),
+    )
+}
+
+#[async_trait]
+impl Catalog for LakeCatalog {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        if parent.is_some() {
+            return Ok(vec![]);
+        }
+        let rows = sqlx::query(
+            "SELECT namespace FROM iceberg_namespace_properties WHERE catalog_name = $1
+             UNION SELECT table_namespace FROM iceberg_tables WHERE catalog_name = $1",
+        )
+        .bind(CATALOG_NAME)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        rows.iter()
+            .map(|r| NamespaceIdent::from_strs(r.get::<String, _>(0).split('.')))
+            .collect()
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<Namespace> {
+        if self.namespace_exists(namespace).await? {
+            return Err(Error::new(
+                ErrorKind::NamespaceAlreadyExists,
+                format!("namespace {namespace:?} already exists"),
+            ));
+        }
+        let mut props = properties.clone();
+        props.insert("exists".into(), "true".into());
+        let mut tx = self.pool.begin().await.map_err(sql_error)?;
+        for (k, v) in &props {
+            sqlx::query(
+                "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(CATALOG_NAME)
+            .bind(ns_key(namespace))
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        }
+        tx.commit().await.map_err(sql_error)?;
+        Ok(Namespace::with_properties(namespace.clone(), properties))
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        if !self.namespace_exists(namespace).await? {
+            return Err(Error::new(
+                ErrorKind::NamespaceNotFound,
+                format!("no namespace {}", ns_key(namespace)),
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT property_key, property_value FROM iceberg_namespace_properties
+             WHERE catalog_name = $1 AND namespace = $2 AND property_key <> 'exists'",
+        )
+        .bind(CATALOG_NAME)
+        .bind(ns_key(namespace))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        let props = rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1).unwrap_or_default()))
+            .collect();
+        Ok(Namespace::with_properties(namespace.clone(), props))
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM iceberg_namespace_properties WHERE catalog_name = $1 AND namespace = $2
+             UNION SELECT 1 FROM iceberg_tables WHERE catalog_name = $1 AND table_namespace = $2
+             LIMIT 1",
+        )
+        .bind(CATALOG_NAME)
+        .bind(ns_key(namespace))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn update_namespace(
+        &self,
+        _namespace: &NamespaceIdent,
+        _properties: HashMap<String, String>,
+    ) -> Result<()> {
+        Err(unsupported("updating namespace properties"))
+    }
+
+    async fn drop_namespace(&self, _namespace: &NamespaceIdent) -> Result<()> {
+        Err(unsupported("dropping a namespace"))
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        let rows = sqlx::query(
+            "SELECT table_name FROM iceberg_tables
+             WHERE catalog_name = $1 AND table_namespace = $2 ORDER BY table_name",
+        )
+        .bind(CATALOG_NAME)
+        .bind(ns_key(namespace))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| TableIdent::new(namespace.clone(), r.get::<String, _>(0)))
+            .collect())
+    }
+
+    async fn create_table(&self, namespace: &NamespaceIdent, mut creation: TableCreation) -> Result<Table> {
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        if self.table_exists(&ident).await? {
+            return Err(Error::new(
+                ErrorKind::TableAlreadyExists,
+                format!("table {ident} already exists"),
+            ));
+        }
+        if !self.namespace_exists(namespace).await? {
+            self.create_namespace(namespace, HashMap::new()).await?;
+        }
+        let location = creation.location.clone().unwrap_or_else(|| {
+            format!("{}/{}/{}", self.warehouse, namespace.as_ref().join("/"), creation.name)
+        });
+        creation.location = Some(location.clone());
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let metadata_location = metadata_location.to_string();
+        sqlx::query(
+            "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
+             VALUES ($1, $2, $3, $4, 'TABLE')",
+        )
+        .bind(CATALOG_NAME)
+        .bind(ns_key(namespace))
+        .bind(ident.name())
+        .bind(&metadata_location)
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        self.build_table(ident, metadata_location, metadata)
+    }
+
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        let Some(location) = self.metadata_location(ident).await? else {
+            return Err(Error::new(
+                ErrorKind::TableNotFound,
+                format!("no table {ident}"),
+            ));
+        };
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        self.build_table(ident.clone(), location, metadata)
+    }
+
+    async fn drop_table(&self, ident: &TableIdent) -> Result<()> {
+        let ns = ns_key(ident.namespace());
+        let mut tx = self.pool.begin().await.map_err(sql_error)?;
+        for sql in [
+            "DELETE FROM iceberg_tables WHERE catalog_name = $3 AND table_namespace = $1 AND table_name = $2",
+            "DELETE FROM lake_files WHERE table_namespace = $1 AND table_name = $2 AND $3 IS NOT NULL",
+            "DELETE FROM lake_progress WHERE table_namespace = $1 AND table_name = $2 AND $3 IS NOT NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(&ns)
+                .bind(ident.name())
+                .bind(CATALOG_NAME)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        }
+        tx.commit().await.map_err(sql_error)
+    }
+
+    async fn purge_table(&self, ident: &TableIdent) -> Result<()> {
+        let location = self.load_table(ident).await?.metadata().location().to_string();
+        self.drop_table(ident).await?;
+        self.file_io.delete_prefix(&location).await
+    }
+
+    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        Ok(self.metadata_location(ident).await?.is_some())
+    }
+
+    async fn rename_table(&self, _src: &TableIdent, _dest: &TableIdent) -> Result<()> {
+        Err(unsupported("renaming a table"))
+    }
+
+    async fn register_table(&self, _ident: &TableIdent, _metadata_location: String) -> Result<Table> {
+        Err(unsupported("registering a table"))
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.commit_with_index(commit, &ArchiveIndex::default()).await
+    }
+}
+
+/// The catalog as seen by one archiver commit: table updates also record
+/// `index`, in the same transaction.
+#[derive(Debug)]
+pub struct IndexedCommit<'a> {
+    pub catalog: &'a LakeCatalog,
+    pub index: ArchiveIndex,
+}
+
+#[async_trait]
+impl Catalog for IndexedCommit<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        self.catalog.list_namespaces(parent).await
+    }
+    async fn create_namespace(&self, ns: &NamespaceIdent, props: HashMap<String, String>) -> Result<Namespace> {
+        self.catalog.create_namespace(ns, props).await
+    }
+    async fn get_namespace(&self, ns: &NamespaceIdent) -> Result<Namespace> {
+        self.catalog.get_namespace(ns).await
+    }
+    async fn namespace_exists(&self, ns: &NamespaceIdent) -> Result<bool> {
+        self.catalog.namespace_exists(ns).await
+    }
+    async fn update_namespace(&self, ns: &NamespaceIdent, props: HashMap<String, String>) -> Result<()> {
+        self.catalog.update_namespace(ns, props).await
+    }
+    async fn drop_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
+        self.catalog.drop_namespace(ns).await
+    }
+    async fn list_tables(&self, ns: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        self.catalog.list_tables(ns).await
+    }
+    async fn create_table(&self, ns: &NamespaceIdent, creation: TableCreation) -> Result<Table> {
+        self.catalog.create_table(ns, creation).await
+    }
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        self.catalog.load_table(ident).await
+    }
+    async fn drop_table(&self, ident: &TableIdent) -> Result<()> {
+        self.catalog.drop_table(ident).await
+    }
+    async fn purge_table(&self, ident: &TableIdent) -> Result<()> {
+        self.catalog.purge_table(ident).await
+    }
+    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        self.catalog.table_exists(ident).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> Result<()> {
+        self.catalog.rename_table(src, dest).await
+    }
+    async fn register_table(&self, ident: &TableIdent, location: String) -> Result<Table> {
+        self.catalog.register_table(ident, location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.catalog.commit_with_index(commit, &self.index).await
+    }
+}

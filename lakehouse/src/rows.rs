@@ -1,0 +1,495 @@
+//! Kafka records → Arrow record batches in a table's layout.
+//!
+//! Values are decoded once with the topic's message type and turned into
+//! columns field by field (column-at-a-time, so nested structs, lists and
+//! maps are built with one pass over their children). A value that does not
+//! decode (a topic bound to a schema after unframed data was written) keeps
+//! its bytes in `kafka_value` with a null `value`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, LargeBinaryBuilder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    LargeBinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
+use arrow_buffer::{NullBuffer, OffsetBuffer};
+use arrow_schema::{DataType, Field, Fields, SchemaRef, TimeUnit};
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
+
+use crate::layout::{WellKnown, well_known};
+
+/// How a topic's values are encoded.
+#[derive(Debug, Clone)]
+pub struct ValueFormat {
+    pub message: MessageDescriptor,
+    /// Confluent framing (magic byte, schema id, message indexes) in front.
+    pub framed: bool,
+}
+
+/// One Kafka record to turn into a row.
+#[derive(Debug, Clone)]
+pub struct KafkaRow<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+/// Builds one Arrow batch from rows given in (partition, offset) order.
+pub fn to_record_batch(
+    schema: &SchemaRef,
+    format: Option<&ValueFormat>,
+    rows: &[KafkaRow<'_>],
+) -> Result<RecordBatch, String> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column: ArrayRef = match field.name().as_str() {
+            crate::layout::COL_PARTITION => {
+                Arc::new(rows.iter().map(|r| r.partition).collect::<Int32Array>())
+            }
+            crate::layout::COL_OFFSET => {
+                Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>())
+            }
+            crate::layout::COL_TIMESTAMP => Arc::new(timestamps(field, rows)?),
+            crate::layout::COL_KEY => binary_column(field, rows.iter().map(|r| r.key))?,
+            crate::layout::COL_VALUE_BYTES => binary_column(field, rows.iter().map(|r| r.value))?,
+            crate::layout::COL_HEADERS => headers_column(field, rows)?,
+            crate::layout::COL_VALUE => {
+                let Some(format) = format else {
+                    return Err("table has a value column but the topic has no schema".into());
+                };
+                let decoded: Vec<Option<DynamicMessage>> =
+                    rows.iter().map(|r| decode(format, r.value)).collect();
+                let refs: Vec<Option<&DynamicMessage>> =
+                    decoded.iter().map(|m| m.as_ref()).collect();
+                let DataType::Struct(fields) = field.data_type() else {
+                    return Err("value column is not a struct".into());
+                };
+                struct_array(&refs, &format.message, fields)?
+            }
+            other => return Err(format!("unknown column {other}")),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| format!("cannot assemble rows: {e}"))
+}
+
+fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Option<DynamicMessage> {
+    let bytes = value?;
+    let payload = if format.framed {
+        sluice_proto::decode_frame(bytes).ok()?.payload
+    } else {
+        bytes
+    };
+    DynamicMessage::decode(format.message.clone(), payload).ok()
+}
+
+fn timestamps(field: &Field, rows: &[KafkaRow<'_>]) -> Result<TimestampMicrosecondArray, String> {
+    let DataType::Timestamp(TimeUnit::Microsecond, tz) = field.data_type() else {
+        return Err(format!("unexpected timestamp type {}", field.data_type()));
+    };
+    let array: TimestampMicrosecondArray = rows
+        .iter()
+        .map(|r| Some(r.timestamp_ms.saturating_mul(1000)))
+        .collect();
+    Ok(array.with_timezone_opt(tz.clone()))
+}
+
+fn binary_column<'a>(
+    field: &Field,
+    values: impl Iterator<Item = Option<&'a [u8]>>,
+) -> Result<ArrayRef, String> {
+    match field.data_type() {
+        DataType::LargeBinary => Ok(Arc::new(values.collect::<LargeBinaryArray>())),
+        DataType::Binary => Ok(Arc::new(
+            values.collect::<arrow_array::BinaryArray>(),
+        )),
+        other => Err(format!("unexpected binary type {other}")),
+    }
+}
+
+fn headers_column(field: &Field, rows: &[KafkaRow<'_>]) -> Result<ArrayRef, String> {
+    let DataType::List(element) = field.data_type() else {
+        return Err("kafka_headers is not a list".into());
+    };
+    let DataType::Struct(fields) = element.data_type() else {
+        return Err("kafka_headers element is not a struct".into());
+    };
+    let large = matches!(fields[1].data_type(), DataType::LargeBinary);
+    let value_builder: Box<dyn arrow_array::builder::ArrayBuilder> = if large {
+        Box::new(LargeBinaryBuilder::new())
+    } else {
+        Box::new(BinaryBuilder::new())
+    };
+    let entries = StructBuilder::new(
+        fields.clone(),
+        vec![Box::new(StringBuilder::new()), value_builder],
+    );
+    let mut list = ListBuilder::new(entries).with_field(element.clone());
+    for row in rows {
+        let entries = list.values();
+        for (key, value) in &row.headers {
+            entries
+                .field_builder::<StringBuilder>(0)
+                .ok_or("header key builder")?
+                .append_value(String::from_utf8_lossy(key));
+            if large {
+                entries
+                    .field_builder::<LargeBinaryBuilder>(1)
+                    .ok_or("header value builder")?
+                    .append_option(*value);
+            } else {
+                entries
+                    .field_builder::<BinaryBuilder>(1)
+                    .ok_or("header value builder")?
+                    .append_option(*value);
+            }
+            entries.append(true);
+        }
+        list.append(true);
+    }
+    Ok(Arc::new(list.finish()))
+}
+
+type Slot<'a> = Option<Cow<'a, Value>>;
+
+fn struct_array(
+    messages: &[Option<&DynamicMessage>],
+    descriptor: &MessageDescriptor,
+    fields: &Fields,
+) -> Result<ArrayRef, String> {
+    let mut children = Vec::with_capacity(fields.len());
+    for arrow_field in fields {
+        let field = descriptor.get_field_by_name(arrow_field.name()).ok_or_else(|| {
+            format!(
+                "column {} has no field in {}",
+                arrow_field.name(),
+                descriptor.full_name()
+            )
+        })?;
+        let slots: Vec<Slot<'_>> = messages
+            .iter()
+            .map(|m| m.and_then(|m| field_slot(m, &field)))
+            .collect();
+        children.push(field_array(&field, arrow_field.data_type(), &slots)?);
+    }
+    let nulls = NullBuffer::from(messages.iter().map(|m| m.is_some()).collect::<Vec<_>>());
+    let array = if fields.is_empty() {
+        StructArray::new_empty_fields(messages.len(), Some(nulls))
+    } else {
+        StructArray::try_new(fields.clone(), children, Some(nulls))
+            .map_err(|e| format!("cannot build {}: {e}", descriptor.full_name()))?
+    };
+    Ok(Arc::new(array))
+}
+
+/// The value of `field` in `message`; `None` for an absent field that has
+/// presence (optional scalars, messages), the default otherwise.
+fn field_slot<'a>(message: &'a DynamicMessage, field: &FieldDescriptor) -> Slot<'a> {
+    if !field.is_list() && !field.is_map() && field.supports_presence() && !message.has_field(field)
+    {
+        return None;
+    }
+    Some(message.get_field(field))
+}
+
+fn field_array(field: &FieldDescriptor, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+    if field.is_map() {
+        return map_array(field, ty, slots);
+    }
+    if field.is_list() {
+        let DataType::List(element) = ty else {
+            return Err(format!("{} should be a list column", field.full_name()));
+        };
+        let mut offsets = vec![0i32];
+        let mut items: Vec<Slot<'_>> = Vec::new();
+        for slot in slots {
+            if let Some(Value::List(values)) = slot.as_deref() {
+                items.extend(values.iter().map(|v| Some(Cow::Borrowed(v))));
+            }
+            offsets.push(items.len() as i32);
+        }
+        let values = single_array(&field.kind(), element.data_type(), &items)?;
+        let nulls = NullBuffer::from(slots.iter().map(|s| s.is_some()).collect::<Vec<_>>());
+        let list = ListArray::try_new(
+            element.clone(),
+            OffsetBuffer::new(offsets.into()),
+            values,
+            Some(nulls),
+        )
+        .map_err(|e| format!("cannot build {}: {e}", field.full_name()))?;
+        return Ok(Arc::new(list));
+    }
+    single_array(&field.kind(), ty, slots)
+}
+
+fn map_array(field: &FieldDescriptor, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+    let (DataType::Map(entries_field, _), Kind::Message(entry)) = (ty, field.kind()) else {
+        return Err(format!("{} should be a map column", field.full_name()));
+    };
+    let DataType::Struct(entry_fields) = entries_field.data_type() else {
+        return Err("map entries are not a struct".into());
+    };
+    let key_field = entry.map_entry_key_field();
+    let value_field = entry.map_entry_value_field();
+    let mut offsets = vec![0i32];
+    let mut keys: Vec<Slot<'_>> = Vec::new();
+    let mut values: Vec<Slot<'_>> = Vec::new();
+    for slot in slots {
+        if let Some(Value::Map(map)) = slot.as_deref() {
+            // Protobuf maps are unordered; sort for stable files.
+            let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in entries {
+                keys.push(Some(Cow::Owned(map_key_value(k))));
+                values.push(Some(Cow::Borrowed(v)));
+            }
+        }
+        offsets.push(keys.len() as i32);
+    }
+    let key_array = single_array(&key_field.kind(), entry_fields[0].data_type(), &keys)?;
+    let value_array = single_array(&value_field.kind(), entry_fields[1].data_type(), &values)?;
+    let entries = StructArray::try_new(entry_fields.clone(), vec![key_array, value_array], None)
+        .map_err(|e| format!("cannot build {} entries: {e}", field.full_name()))?;
+    let nulls = NullBuffer::from(slots.iter().map(|s| s.is_some()).collect::<Vec<_>>());
+    let map = MapArray::try_new(
+        entries_field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        entries,
+        Some(nulls),
+        false,
+    )
+    .map_err(|e| format!("cannot build {}: {e}", field.full_name()))?;
+    Ok(Arc::new(map))
+}
+
+fn map_key_value(key: &MapKey) -> Value {
+    match key {
+        MapKey::Bool(v) => Value::Bool(*v),
+        MapKey::I32(v) => Value::I32(*v),
+        MapKey::I64(v) => Value::I64(*v),
+        MapKey::U32(v) => Value::U32(*v),
+        MapKey::U64(v) => Value::U64(*v),
+        MapKey::String(v) => Value::String(v.clone()),
+    }
+}
+
+/// One column of single (non-repeated) values of protobuf kind `kind`.
+fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+    if let Kind::Message(message) = kind {
+        match well_known(message) {
+            Some(WellKnown::Timestamp) => return Ok(Arc::new(timestamp_array(ty, slots)?)),
+            Some(WellKnown::Wrapper(inner)) => {
+                let unwrapped: Vec<Slot<'_>> = slots
+                    .iter()
+                    .map(|s| match s.as_deref() {
+                        Some(Value::Message(m)) => Some(Cow::Owned(m.get_field(&inner).into_owned())),
+                        _ => None,
+                    })
+                    .collect();
+                return single_array(&inner.kind(), ty, &unwrapped);
+            }
+            None => {}
+        }
+        if let DataType::Struct(fields) = ty {
+            let messages: Vec<Option<&DynamicMessage>> = slots
+                .iter()
+                .map(|s| match s.as_deref() {
+                    Some(Value::Message(m)) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            return struct_array(&messages, message, fields);
+        }
+        // Beyond the nesting limit: the sub-message's encoding.
+        let bytes: Vec<Option<Vec<u8>>> = slots
+            .iter()
+            .map(|s| match s.as_deref() {
+                Some(Value::Message(m)) => Some(m.encode_to_vec()),
+                _ => None,
+            })
+            .collect();
+        return Ok(Arc::new(
+            bytes.iter().map(|b| b.as_deref()).collect::<LargeBinaryArray>(),
+        ));
+    }
+    let values = slots.iter().map(|s| s.as_deref());
+    let array: ArrayRef = match ty {
+        DataType::Boolean => Arc::new(
+            values
+                .map(|v| v.and_then(Value::as_bool))
+                .collect::<BooleanArray>(),
+        ),
+        DataType::Int32 => Arc::new(
+            values
+                .map(|v| match v {
+                    Some(Value::I32(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<Int32Array>(),
+        ),
+        DataType::Int64 => Arc::new(
+            values
+                .map(|v| match v {
+                    Some(Value::I64(x)) => Some(*x),
+                    Some(Value::U32(x)) => Some(*x as i64),
+                    Some(Value::U64(x)) => Some(*x as i64),
+                    Some(Value::I32(x)) => Some(*x as i64),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+        DataType::Float32 => Arc::new(
+            values
+                .map(|v| v.and_then(Value::as_f32))
+                .collect::<Float32Array>(),
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .map(|v| v.and_then(Value::as_f64))
+                .collect::<Float64Array>(),
+        ),
+        DataType::Utf8 => {
+            let names: Vec<Option<Cow<'_, str>>> = values
+                .map(|v| match (v, kind) {
+                    (Some(Value::String(s)), _) => Some(Cow::Borrowed(s.as_str())),
+                    (Some(Value::EnumNumber(n)), Kind::Enum(e)) => Some(match e.get_value(*n) {
+                        Some(value) => Cow::Owned(value.name().to_string()),
+                        None => Cow::Owned(n.to_string()),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            Arc::new(names.iter().map(|s| s.as_deref()).collect::<StringArray>())
+        }
+        DataType::LargeBinary => Arc::new(
+            values
+                .map(|v| match v {
+                    Some(Value::Bytes(b)) => Some(b.as_ref()),
+                    _ => None,
+                })
+                .collect::<LargeBinaryArray>(),
+        ),
+        other => return Err(format!("no conversion from {kind:?} to {other}")),
+    };
+    Ok(array)
+}
+
+fn timestamp_array(ty: &DataType, slots: &[Slot<'_>]) -> Result<TimestampMicrosecondArray, String> {
+    let DataType::Timestamp(TimeUnit::Microsecond, tz) = ty else {
+        return Err(format!("unexpected timestamp type {ty}"));
+    };
+    let mut builder = TimestampMicrosecondBuilder::with_capacity(slots.len());
+    for slot in slots {
+        match slot.as_deref() {
+            Some(Value::Message(m)) => {
+                let seconds = m.get_field_by_number(1).and_then(|v| v.as_i64()).unwrap_or(0);
+                let nanos = m.get_field_by_number(2).and_then(|v| v.as_i32()).unwrap_or(0);
+                builder.append_value(
+                    seconds
+                        .saturating_mul(1_000_000)
+                        .saturating_add(nanos as i64 / 1000),
+                );
+            }
+            _ => builder.append_null(),
+        }
+    }
+    Ok(builder.finish().with_timezone_opt(tz.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::layout::{FieldIds, table_schema};
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use sluice_proto::CompiledSchema;
+
+    const ORDER: &str = r#"
+        syntax = "proto3";
+        package shop;
+        import "google/protobuf/timestamp.proto";
+        message Order {
+          string id = 1;
+          Customer customer = 2;
+          repeated Item items = 3;
+          map<string, int64> counts = 4;
+          Status status = 5;
+          google.protobuf.Timestamp placed_at = 6;
+          optional int32 coupon = 7;
+        }
+        message Customer { string email = 1; }
+        message Item { string sku = 1; int32 qty = 2; }
+        enum Status { NEW = 0; PAID = 1; }
+    "#;
+
+    #[test]
+    fn nested_values_become_typed_columns() {
+        let schema = CompiledSchema::compile(ORDER, &BTreeMap::new()).unwrap();
+        let message = schema.pool().get_message_by_name("shop.Order").unwrap();
+        let mut ids = FieldIds::default();
+        let table = table_schema(Some(&message), &mut ids).unwrap();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&table).unwrap());
+
+        let mut order = DynamicMessage::new(message.clone());
+        order.set_field_by_name("id", Value::String("o-1".into()));
+        let mut customer = DynamicMessage::new(message.parent_pool().get_message_by_name("shop.Customer").unwrap());
+        customer.set_field_by_name("email", Value::String("a@b.c".into()));
+        order.set_field_by_name("customer", Value::Message(customer));
+        let item = |sku: &str, qty| {
+            let mut m = DynamicMessage::new(message.parent_pool().get_message_by_name("shop.Item").unwrap());
+            m.set_field_by_name("sku", Value::String(sku.into()));
+            m.set_field_by_name("qty", Value::I32(qty));
+            Value::Message(m)
+        };
+        order.set_field_by_name("items", Value::List(vec![item("a", 1), item("b", 2)]));
+        order.set_field_by_name("status", Value::EnumNumber(1));
+        let bytes = order.encode_to_vec();
+        let framed = sluice_proto::encode_frame(7, &[0], &bytes);
+
+        let rows = vec![
+            KafkaRow {
+                partition: 0,
+                offset: 5,
+                timestamp_ms: 1_700_000_000_000,
+                key: Some(b"k"),
+                value: Some(&framed),
+                headers: vec![(b"h".as_slice(), Some(b"v".as_slice()))],
+            },
+            KafkaRow {
+                partition: 0,
+                offset: 6,
+                timestamp_ms: 1_700_000_000_001,
+                key: None,
+                value: Some(b"not protobuf \xff\xff"),
+                headers: vec![],
+            },
+        ];
+        let format = ValueFormat { message, framed: true };
+        let batch = to_record_batch(&arrow, Some(&format), &rows).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let value = batch.column_by_name("value").unwrap().as_struct();
+        assert!(value.is_valid(0));
+        assert!(value.is_null(1), "an undecodable value is null");
+        let status = value.column_by_name("status").unwrap().as_string::<i32>();
+        assert_eq!(status.value(0), "PAID");
+        let items = value.column_by_name("items").unwrap().as_list::<i32>();
+        assert_eq!(items.value(0).len(), 2);
+        let coupon = value.column_by_name("coupon").unwrap();
+        assert!(coupon.is_null(0), "an unset optional field is null");
+        let raw = batch.column_by_name("kafka_value").unwrap().as_binary::<i64>();
+        assert_eq!(raw.value(0), framed.as_slice());
+    }
+}

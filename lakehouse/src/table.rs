@@ -1,0 +1,280 @@
+//! One Iceberg table per topic: creating it, evolving its schema with the
+//! topic's subject, and appending archived records as Parquet files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::spec::{
+    DataFile, DataFileFormat, NestedField, PrimitiveType, Schema, Transform, Type,
+    UnboundPartitionSpec,
+};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::catalog::{ArchiveIndex, FileRange, IndexedCommit, LakeCatalog};
+use crate::layout::{self, FIELD_IDS_PROPERTY, FieldIds};
+use crate::rows::{KafkaRow, ValueFormat, to_record_batch};
+
+/// Table property naming the schema the table's columns were derived from
+/// (subject version id, or `none`), so a new version triggers evolution.
+pub const SOURCE_SCHEMA_PROPERTY: &str = "sluice.source-schema";
+/// Table property naming the Kafka topic the table holds.
+pub const TOPIC_PROPERTY: &str = "sluice.topic";
+/// Snapshot summary key listing the offsets a commit added
+/// (`partition:first-last,…`).
+pub const OFFSETS_SUMMARY: &str = "sluice.offsets";
+
+/// The table name of a topic: Kafka allows `.` and `-` in topic names,
+/// which SQL engines would read as separators or operators, so both become
+/// `_` (Kafka already refuses topics whose names differ only in `.` vs `_`).
+pub fn table_name(topic: &str) -> String {
+    topic.replace(['.', '-'], "_")
+}
+
+/// A topic's table and the layout its rows are written in.
+#[derive(Debug, Clone)]
+pub struct TopicTable {
+    pub table: Table,
+    pub format: Option<ValueFormat>,
+}
+
+pub struct Lakehouse {
+    catalog: LakeCatalog,
+    namespace: NamespaceIdent,
+}
+
+impl Lakehouse {
+    pub fn new(catalog: LakeCatalog, namespace: &str) -> iceberg::Result<Lakehouse> {
+        Ok(Lakehouse {
+            catalog,
+            namespace: NamespaceIdent::from_strs(namespace.split('.'))?,
+        })
+    }
+
+    pub fn catalog(&self) -> &LakeCatalog {
+        &self.catalog
+    }
+
+    pub fn namespace(&self) -> &NamespaceIdent {
+        &self.namespace
+    }
+
+    pub fn ident(&self, topic: &str) -> TableIdent {
+        TableIdent::new(self.namespace.clone(), table_name(topic))
+    }
+
+    /// Loads the topic's table, creating it or evolving its schema so that
+    /// it matches `format` (identified by `source`, e.g. the subject's
+    /// latest schema id).
+    pub async fn prepare(
+        &self,
+        topic: &str,
+        format: Option<ValueFormat>,
+        source: &str,
+    ) -> iceberg::Result<TopicTable> {
+        let ident = self.ident(topic);
+        let table = if self.catalog.table_exists(&ident).await? {
+            self.catalog.load_table(&ident).await?
+        } else {
+            self.create(topic, &ident).await?
+        };
+        let props = table.metadata().properties();
+        if props.get(SOURCE_SCHEMA_PROPERTY).map(String::as_str) == Some(source) {
+            return Ok(TopicTable { table, format });
+        }
+        // New schema source: derive the columns again, keeping ids by path.
+        let mut ids = FieldIds::from_property(
+            props.get(FIELD_IDS_PROPERTY).map(String::as_str),
+            table.metadata().last_column_id(),
+        )
+        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+        let schema = layout::table_schema(format.as_ref().map(|f| &f.message), &mut ids)
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+        let properties = HashMap::from([
+            (FIELD_IDS_PROPERTY.to_string(), ids.to_property()),
+            (SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string()),
+        ]);
+        let table = self
+            .catalog
+            .update_metadata(&ident, |builder| {
+                builder.add_current_schema(schema)?.set_properties(properties)
+            })
+            .await?;
+        tracing::info!(topic, table = %ident, source, "table schema updated");
+        Ok(TopicTable { table, format })
+    }
+
+    async fn create(&self, topic: &str, ident: &TableIdent) -> iceberg::Result<Table> {
+        // Created with the three required Kafka columns only; `prepare`
+        // then adds the full layout with its own field ids.
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::required(
+                    layout::ID_PARTITION,
+                    layout::COL_PARTITION,
+                    Type::Primitive(PrimitiveType::Int),
+                )
+                .into(),
+                NestedField::required(
+                    layout::ID_OFFSET,
+                    layout::COL_OFFSET,
+                    Type::Primitive(PrimitiveType::Long),
+                )
+                .into(),
+                NestedField::required(
+                    layout::ID_TIMESTAMP,
+                    layout::COL_TIMESTAMP,
+                    Type::Primitive(PrimitiveType::Timestamptz),
+                )
+                .into(),
+            ])
+            .build()?;
+        let spec = UnboundPartitionSpec::builder()
+            .add_partition_field(layout::ID_TIMESTAMP, "kafka_timestamp_day", Transform::Day)?
+            .build();
+        let creation = TableCreation::builder()
+            .name(ident.name().to_string())
+            .schema(schema)
+            .partition_spec(spec)
+            .properties(HashMap::from([
+                (TOPIC_PROPERTY.to_string(), topic.to_string()),
+                ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+            ]))
+            .build();
+        let table = self.catalog.create_table(&self.namespace, creation).await?;
+        tracing::info!(topic, table = %ident, "table created");
+        Ok(table)
+    }
+
+    /// Writes `rows` (sorted by partition, then offset) as Parquet files and
+    /// commits them with a fast append. `progress` is the next offset to
+    /// archive per partition after this commit; it is recorded with the
+    /// offset index in the same database transaction as the table commit.
+    pub async fn append(
+        &self,
+        topic: &TopicTable,
+        rows: &[KafkaRow<'_>],
+        progress: Vec<(i32, i64)>,
+    ) -> iceberg::Result<TopicTable> {
+        let table = &topic.table;
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
+        let mut ranges = Vec::new();
+        let mut data_files: Vec<DataFile> = Vec::new();
+        if !rows.is_empty() {
+            let batch = to_record_batch(&arrow_schema, topic.format.as_ref(), rows)
+                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+            let spec = metadata.default_partition_spec().clone();
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?;
+            let location = DefaultLocationGenerator::new(metadata)?;
+            let names = DefaultFileNameGenerator::new(
+                format!("{}", uuid::Uuid::new_v4()),
+                None,
+                DataFileFormat::Parquet,
+            );
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            for (key, part) in splitter.split(&batch)? {
+                let parquet = ParquetWriterBuilder::new(props.clone(), schema.clone());
+                let rolling = RollingFileWriterBuilder::new(
+                    parquet,
+                    usize::MAX,
+                    table.file_io().clone(),
+                    location.clone(),
+                    names.clone(),
+                );
+                let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
+                writer.write(part.clone()).await?;
+                let files = writer.close().await?;
+                let [file] = <[DataFile; 1]>::try_from(files).map_err(|files| {
+                    iceberg::Error::new(
+                        iceberg::ErrorKind::Unexpected,
+                        format!("expected one data file per partition, got {}", files.len()),
+                    )
+                })?;
+                ranges.extend(file_ranges(&part, file.file_path()));
+                data_files.push(file);
+            }
+        }
+        let summary = offsets_summary(&ranges);
+        let index = ArchiveIndex { ranges, progress };
+        let commit = IndexedCommit {
+            catalog: &self.catalog,
+            index,
+        };
+        let tx = Transaction::new(table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(data_files)
+            .set_snapshot_properties(HashMap::from([(OFFSETS_SUMMARY.to_string(), summary)]))
+            .apply(tx)?;
+        let table = tx.commit(&commit).await?;
+        Ok(TopicTable {
+            table,
+            format: topic.format.clone(),
+        })
+    }
+}
+
+/// Per Kafka partition, the offsets and rows one file holds.
+fn file_ranges(batch: &arrow_array::RecordBatch, path: &str) -> Vec<FileRange> {
+    let (Some(partitions), Some(offsets)) = (
+        batch.column_by_name(layout::COL_PARTITION),
+        batch.column_by_name(layout::COL_OFFSET),
+    ) else {
+        return vec![];
+    };
+    let partitions = partitions.as_primitive::<Int32Type>();
+    let offsets = offsets.as_primitive::<Int64Type>();
+    let mut ranges: Vec<FileRange> = Vec::new();
+    for row in 0..batch.num_rows() {
+        let (p, o) = (partitions.value(row), offsets.value(row));
+        match ranges.last_mut() {
+            Some(r) if r.partition == p => {
+                r.last_offset = o;
+                r.row_count += 1;
+            }
+            _ => ranges.push(FileRange {
+                partition: p,
+                first_offset: o,
+                last_offset: o,
+                file_path: path.to_string(),
+                first_row: row as i64,
+                row_count: 1,
+            }),
+        }
+    }
+    ranges
+}
+
+fn offsets_summary(ranges: &[FileRange]) -> String {
+    let mut per_partition: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for r in ranges {
+        let e = per_partition
+            .entry(r.partition)
+            .or_insert((r.first_offset, r.last_offset));
+        e.0 = e.0.min(r.first_offset);
+        e.1 = e.1.max(r.last_offset);
+    }
+    per_partition
+        .iter()
+        .map(|(p, (a, b))| format!("{p}:{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,255 @@
+//! Topics are Iceberg tables: records produced with librdkafka are read
+//! back as typed rows by PyIceberg (through the SQL catalog in the metadata
+//! database and through the REST catalog) and by DuckDB, and a schema
+//! evolution adds a column that older rows show as null.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::producer::{BaseRecord, Producer};
+use sluice_proto::CompiledSchema;
+use sluice_proto::prost_reflect::{DynamicMessage, Value};
+use sluice_tests::orders::http;
+use sluice_tests::{Broker, expect_success, run_python};
+
+const SHIPMENT_V1: &str = r#"syntax = "proto3";
+package lake;
+import "google/protobuf/timestamp.proto";
+
+message Shipment {
+  string id = 1;
+  Customer customer = 2;
+  repeated Parcel parcels = 3;
+  map<string, int32> labels = 4;
+  Status status = 5;
+  google.protobuf.Timestamp shipped_at = 6;
+  double weight_kg = 7;
+}
+message Customer { string email = 1; string name = 2; }
+message Parcel { string sku = 1; int32 quantity = 2; }
+enum Status { STATUS_UNKNOWN = 0; PACKED = 1; SHIPPED = 2; }
+"#;
+
+/// Version 2 adds `carrier` (a compatible change).
+fn shipment_v2() -> String {
+    SHIPMENT_V1.replace(
+        "double weight_kg = 7;",
+        "double weight_kg = 7;\n  string carrier = 8;",
+    )
+}
+
+fn register(registry: &str, subject: &str, schema: &str) -> u32 {
+    let body = serde_json::json!({"schema": schema, "schemaType": "PROTOBUF"}).to_string();
+    let (status, text) = http(
+        registry,
+        "POST",
+        &format!("/subjects/{subject}/versions"),
+        Some(&body),
+    )
+    .expect("registry request");
+    assert_eq!(status, 200, "register {subject}: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("registry json");
+    v["id"].as_u64().expect("id") as u32
+}
+
+fn shipment(schema: &CompiledSchema, n: u32, carrier: Option<&str>) -> Vec<u8> {
+    let pool = schema.pool();
+    let message = |name: &str| DynamicMessage::new(pool.get_message_by_name(name).unwrap());
+    let mut s = message("lake.Shipment");
+    s.set_field_by_name("id", Value::String(format!("s-{n}")));
+    let mut customer = message("lake.Customer");
+    customer.set_field_by_name("email", Value::String(format!("c{n}@example.com")));
+    customer.set_field_by_name("name", Value::String(format!("Customer {n}")));
+    s.set_field_by_name("customer", Value::Message(customer));
+    let parcels = (0..n % 3 + 1)
+        .map(|i| {
+            let mut p = message("lake.Parcel");
+            p.set_field_by_name("sku", Value::String(format!("sku-{n}-{i}")));
+            p.set_field_by_name("quantity", Value::I32(i as i32 + 1));
+            Value::Message(p)
+        })
+        .collect();
+    s.set_field_by_name("parcels", Value::List(parcels));
+    let mut labels = std::collections::HashMap::new();
+    labels.insert(
+        sluice_proto::prost_reflect::MapKey::String("priority".into()),
+        Value::I32(n as i32),
+    );
+    s.set_field_by_name("labels", Value::Map(labels));
+    s.set_field_by_name("status", Value::EnumNumber(if n % 2 == 0 { 1 } else { 2 }));
+    let mut ts = message("google.protobuf.Timestamp");
+    ts.set_field_by_name("seconds", Value::I64(1_760_000_000 + n as i64));
+    ts.set_field_by_name("nanos", Value::I32(500_000_000));
+    s.set_field_by_name("shipped_at", Value::Message(ts));
+    s.set_field_by_name("weight_kg", Value::F64(n as f64 + 0.25));
+    if let Some(c) = carrier {
+        s.set_field_by_name("carrier", Value::String(c.into()));
+    }
+    s.encode_to_vec()
+}
+
+fn produce(broker: &Broker, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer = broker.producer(&[("enable.idempotence", "true"), ("linger.ms", "5")]);
+    for (i, (key, value)) in records.iter().enumerate() {
+        producer
+            .send(
+                BaseRecord::with_opaque_to(topic, i)
+                    .partition((i % 2) as i32)
+                    .key(key.as_bytes())
+                    .payload(value.as_slice()),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    assert_eq!(producer.context().failed(), 0, "every record is acknowledged");
+}
+
+/// Waits until the table has `rows` rows, then checks them with PyIceberg
+/// through both catalogs and with DuckDB. Prints "ok" on success.
+const READ_TABLE: &str = r#"
+import json, sys, time
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog.rest import RestCatalog
+
+db, rest_uri, table_name, expected, with_carrier = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+sql = SqlCatalog("sluice", uri=f"sqlite:///{db}")
+rest = RestCatalog("sluice", uri=rest_uri)
+
+deadline = time.time() + 20
+rows = None
+while time.time() < deadline:
+    try:
+        t = rest.load_table(table_name)
+        rows = t.scan().to_arrow()
+        if rows.num_rows >= expected and (not with_carrier or "carrier" in [f.name for f in rows.schema.field("value").type]):
+            break
+    except Exception as e:
+        last = e
+    time.sleep(0.2)
+assert rows is not None and rows.num_rows == expected, f"REST catalog: expected {expected} rows, got {None if rows is None else rows.num_rows}"
+
+sql_rows = sql.load_table(table_name).scan().to_arrow()
+assert sql_rows.num_rows == expected, f"SQL catalog sees {sql_rows.num_rows} rows"
+
+schema = rows.schema
+value_type = schema.field("value").type
+types = {f.name: str(f.type) for f in value_type}
+assert str(schema.field("kafka_timestamp").type).startswith("timestamp[us, tz="), schema.field("kafka_timestamp").type
+assert str(schema.field("kafka_offset").type) == "int64"
+assert types["id"] in ("string", "large_string"), types
+assert types["status"] in ("string", "large_string"), types
+assert types["shipped_at"].startswith("timestamp[us, tz="), types
+assert types["weight_kg"] == "double", types
+assert types["customer"].startswith("struct<email"), types
+assert types["parcels"].startswith("list<"), types
+assert types["labels"].startswith("map<"), types
+
+recs = sorted(rows.to_pylist(), key=lambda r: int(r["value"]["id"][2:]))
+assert [int(r["value"]["id"][2:]) for r in recs] == list(range(expected)), [r["value"]["id"] for r in recs]
+for r in recs:
+    n = int(r["value"]["id"][2:])
+    v = r["value"]
+    assert r["kafka_key"] == f"k-{n}".encode(), r["kafka_key"]
+    assert v["customer"]["email"] == f"c{n}@example.com"
+    assert v["status"] == ("PACKED" if n % 2 == 0 else "SHIPPED"), v["status"]
+    assert [p["sku"] for p in v["parcels"]] == [f"sku-{n}-{i}" for i in range(n % 3 + 1)]
+    assert dict(v["labels"]) == {"priority": n}, v["labels"]
+    assert v["shipped_at"].timestamp() == 1_760_000_000 + n + 0.5, v["shipped_at"]
+    assert v["weight_kg"] == n + 0.25
+    if with_carrier:
+        assert v["carrier"] == (None if n < 20 else f"carrier-{n}"), (n, v["carrier"])
+
+# Every offset of each partition once, in order, with no gaps.
+for p in (0, 1):
+    offs = sorted(r["kafka_offset"] for r in recs if r["kafka_partition"] == p)
+    assert offs == list(range(len(offs))), (p, offs)
+
+import duckdb
+con = duckdb.connect()
+files = [task.file.file_path.removeprefix("file://") for task in t.scan().plan_files()]
+count = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+assert count == expected, f"duckdb read_parquet counted {count}"
+emails = con.execute("SELECT count(DISTINCT value.customer.email) FROM read_parquet(?)", [files]).fetchone()[0]
+assert emails == expected, emails
+# The iceberg extension (and the avro one it reads manifests with) come
+# from PyPI wheels, so they load without network access.
+import os, duckdb_extension_avro, duckdb_extension_iceberg
+for mod, name in ((duckdb_extension_avro, "avro"), (duckdb_extension_iceberg, "iceberg")):
+    path = os.path.join(os.path.dirname(mod.__file__), "extensions", "v" + duckdb.__version__, name + ".duckdb_extension")
+    con.load_extension(path)
+n = con.execute("SELECT count(*) FROM iceberg_scan(?)", [t.metadata_location.removeprefix("file://")]).fetchone()[0]
+assert n == expected, f"duckdb iceberg_scan counted {n}"
+print("ok")
+"#;
+
+#[test]
+fn topic_is_an_iceberg_table() {
+    let broker = Broker::start_with(&["--table-commit-interval-ms", "200"]);
+    let topic = "lake.shipments";
+    let registry = broker.registry_addr();
+    let v1_id = register(&registry, &format!("{topic}-value"), SHIPMENT_V1);
+    broker.create_topic(topic, 2, &[]);
+
+    let v1 = CompiledSchema::compile(SHIPMENT_V1, &BTreeMap::new()).unwrap();
+    let records: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|n| {
+            let payload = shipment(&v1, n, None);
+            (
+                format!("k-{n}"),
+                sluice_proto::encode_frame(v1_id, &[0], &payload),
+            )
+        })
+        .collect();
+    produce(&broker, topic, &records);
+
+    let db = broker.data_dir().join("metadata.db");
+    let rest = format!("http://{}", broker.http_addr());
+    let out = run_python(
+        READ_TABLE,
+        &[
+            db.to_str().unwrap(),
+            &rest,
+            "kafka.lake_shipments",
+            "20",
+            "0",
+        ],
+        Duration::from_secs(120),
+    );
+    let Some(out) = out else { return };
+    let stdout = expect_success("reading the table with PyIceberg and DuckDB", &out);
+    assert!(stdout.contains("ok"), "{stdout}");
+
+    // Evolve: version 2 adds a field; the table gains a column, older rows
+    // read it as null.
+    let v2_text = shipment_v2();
+    let v2_id = register(&registry, &format!("{topic}-value"), &v2_text);
+    assert_ne!(v1_id, v2_id);
+    let v2 = CompiledSchema::compile(&v2_text, &BTreeMap::new()).unwrap();
+    let more: Vec<(String, Vec<u8>)> = (20..26)
+        .map(|n| {
+            let payload = shipment(&v2, n, Some(&format!("carrier-{n}")));
+            (
+                format!("k-{n}"),
+                sluice_proto::encode_frame(v2_id, &[0], &payload),
+            )
+        })
+        .collect();
+    produce(&broker, topic, &more);
+    let out = run_python(
+        READ_TABLE,
+        &[
+            db.to_str().unwrap(),
+            &rest,
+            "kafka.lake_shipments",
+            "26",
+            "1",
+        ],
+        Duration::from_secs(120),
+    )
+    .expect("python ran before");
+    let stdout = expect_success("reading the evolved table", &out);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("ok"), "{stdout}");
+}
