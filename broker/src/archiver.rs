@@ -27,6 +27,8 @@ use crate::validation::VALUE_MESSAGE_TYPE;
 /// Most batches read per partition in one round; the rest waits for the
 /// next round (which starts at once when a round was full).
 const BATCHES_PER_ROUND: i64 = 2_000;
+/// Longest wait before retrying a topic whose archiving keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub async fn run(
     broker: SharedBroker,
@@ -35,21 +37,45 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut tables: HashMap<String, TopicTable> = HashMap::new();
+    // Topics whose last round failed, and when to try them again.
+    let mut failing: HashMap<String, (Instant, Duration)> = HashMap::new();
     loop {
         let started = Instant::now();
         let mut more = false;
         match broker.meta.list_topics().await {
             Ok(topics) => {
                 tables.retain(|name, _| topics.iter().any(|t| &t.name == name));
+                let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+                if let Err(e) = lake.drop_orphans(&names).await {
+                    tracing::warn!(error = %e, "cannot drop the tables of deleted topics");
+                }
                 for topic in topics {
                     if stop.is_cancelled() {
                         return;
                     }
+                    if let Some((retry_at, _)) = failing.get(&topic.name)
+                        && Instant::now() < *retry_at
+                    {
+                        continue;
+                    }
                     match archive_topic(&broker, &lake, &topic, &mut tables).await {
-                        Ok(full) => more |= full,
+                        Ok(full) => {
+                            more |= full;
+                            failing.remove(&topic.name);
+                        }
                         Err(e) => {
                             metrics::counter!("sluice_archiver_errors_total").increment(1);
-                            tracing::warn!(topic = %topic.name, error = %e, "archiving failed; will retry");
+                            let backoff = failing
+                                .get(&topic.name)
+                                .map(|(_, b)| (*b * 2).min(MAX_BACKOFF))
+                                .unwrap_or(interval.max(Duration::from_millis(500)));
+                            tracing::warn!(
+                                topic = %topic.name,
+                                error = %e,
+                                retry_in = ?backoff,
+                                "archiving failed; the topic's records stay in its segments until it succeeds"
+                            );
+                            failing.insert(topic.name.clone(), (Instant::now() + backoff, backoff));
                             tables.remove(&topic.name);
                         }
                     }
@@ -57,7 +83,8 @@ pub async fn run(
             }
             Err(e) => tracing::warn!(error = %e, "archiver cannot list topics"),
         }
-        metrics::histogram!("sluice_archiver_round_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("sluice_archiver_round_seconds")
+            .record(started.elapsed().as_secs_f64());
         let wait = if more {
             Duration::ZERO
         } else {
@@ -77,7 +104,12 @@ async fn value_format(
     topic: &TopicRecord,
 ) -> anyhow::Result<(Option<ValueFormat>, String)> {
     let subject = format!("{}-value", topic.name);
-    let latest = match broker.validator.registry().latest_for_subject(&subject).await {
+    let latest = match broker
+        .validator
+        .registry()
+        .latest_for_subject(&subject)
+        .await
+    {
         Ok(s) => s,
         Err(RegistryError::SubjectNotFound(_)) => return Ok((None, "none".into())),
         Err(e) => anyhow::bail!("cannot read subject {subject}: {e}"),
@@ -120,12 +152,19 @@ async fn archive_topic(
     tables: &mut HashMap<String, TopicTable>,
 ) -> anyhow::Result<bool> {
     let (format, source) = value_format(broker, topic).await?;
-    let cached = tables
-        .get(&topic.name)
-        .filter(|t| t.table.metadata().properties().get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY) == Some(&source));
+    let cached = tables.get(&topic.name).filter(|t| {
+        t.table
+            .metadata()
+            .properties()
+            .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
+            == Some(&source)
+    });
     let table = match cached {
         Some(t) => t.clone(),
-        None => lake.prepare(&topic.name, format, &source).await?,
+        None => {
+            lake.prepare(&topic.name, &topic.uuid.to_string(), format, &source)
+                .await?
+        }
     };
     let ident = lake.ident(&topic.name);
     let progress = lake.catalog().progress(&ident).await?;

@@ -239,9 +239,12 @@ pub struct RecordView<'a> {
     pub headers: &'a [u8],
 }
 
+/// One record header: key and (nullable) value.
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Decodes a record's headers section into (key, value) pairs, in order
 /// (Kafka allows repeated keys). `None` when the section is malformed.
-pub fn headers(mut raw: &[u8]) -> Option<Vec<(&[u8], Option<&[u8]>)>> {
+pub fn headers(mut raw: &[u8]) -> Option<Vec<Header<'_>>> {
     let count = zigzag_varint(&mut raw, 5)?;
     if count < 0 || count as usize > raw.len() {
         return None;

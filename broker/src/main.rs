@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (embedded defaults: data under ./sluice-data, Kafka on 127.0.0.1:9092).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and manage topics on a running broker.
     #[command(subcommand)]
     Topics(TopicsCmd),

@@ -80,8 +80,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let http_stop = CancellationToken::new();
     let http = crate::http::serve(
         config.http_addr,
-        crate::http::router(broker.clone())
-            .merge(sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone()))),
+        crate::http::router(broker.clone()).merge(sluice_lakehouse::rest::router(Arc::new(
+            lake.catalog().clone(),
+        ))),
         "HTTP endpoint (Iceberg REST catalog, health, metrics)",
         http_stop.clone(),
     )

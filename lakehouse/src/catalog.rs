@@ -149,7 +149,12 @@ impl LakeCatalog {
         Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
     }
 
-    fn build_table(&self, ident: TableIdent, location: String, metadata: TableMetadata) -> Result<Table> {
+    fn build_table(
+        &self,
+        ident: TableIdent,
+        location: String,
+        metadata: TableMetadata,
+    ) -> Result<Table> {
         Table::builder()
             .identifier(ident)
             .metadata_location(location)
@@ -160,11 +165,16 @@ impl LakeCatalog {
     }
 
     /// Applies `commit` and records `index` in the same transaction.
-    pub async fn commit_with_index(&self, mut commit: TableCommit, index: &ArchiveIndex) -> Result<Table> {
+    pub async fn commit_with_index(
+        &self,
+        mut commit: TableCommit,
+        index: &ArchiveIndex,
+    ) -> Result<Table> {
         let ident = commit.identifier().clone();
         let requirements = commit.take_requirements();
         let updates = commit.take_updates();
-        self.commit_changes(&ident, requirements, updates, index).await
+        self.commit_changes(&ident, requirements, updates, index)
+            .await
     }
 
     /// Checks `requirements` against the table's current metadata, applies
@@ -181,12 +191,16 @@ impl LakeCatalog {
         for requirement in requirements {
             requirement.check(Some(current.metadata()))?;
         }
-        let mut builder = current.metadata().clone().into_builder(Some(old_location.clone()));
+        let mut builder = current
+            .metadata()
+            .clone()
+            .into_builder(Some(old_location.clone()));
         for update in updates {
             builder = update.apply(builder)?;
         }
         let metadata = builder.build()?.metadata;
-        self.swap_metadata(ident, &old_location, metadata, index).await
+        self.swap_metadata(ident, &old_location, metadata, index)
+            .await
     }
 
     /// Applies `change` to the table's metadata (schema evolution, property
@@ -198,7 +212,10 @@ impl LakeCatalog {
     ) -> Result<Table> {
         let current = self.load_table(ident).await?;
         let old_location = current.metadata_location_result()?.to_string();
-        let builder = current.metadata().clone().into_builder(Some(old_location.clone()));
+        let builder = current
+            .metadata()
+            .clone()
+            .into_builder(Some(old_location.clone()));
         let metadata = change(builder)?.build()?.metadata;
         self.swap_metadata(ident, &old_location, metadata, &ArchiveIndex::default())
             .await
@@ -298,7 +315,13 @@ impl LakeCatalog {
 
     /// The archived file ranges of one partition that hold offsets at or
     /// after `offset`, in offset order.
-    pub async fn ranges_from(&self, ident: &TableIdent, partition: i32, offset: i64, limit: i64) -> Result<Vec<FileRange>> {
+    pub async fn ranges_from(
+        &self,
+        ident: &TableIdent,
+        partition: i32,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<FileRange>> {
         let rows = sqlx::query(
             "SELECT partition, first_offset, last_offset, file_path, first_row, row_count
              FROM lake_files
@@ -336,7 +359,10 @@ fn unsupported(what: &str) -> Error {
 
 #[async_trait]
 impl Catalog for LakeCatalog {
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
         if parent.is_some() {
             return Ok(vec![]);
         }
@@ -402,7 +428,12 @@ impl Catalog for LakeCatalog {
         .map_err(sql_error)?;
         let props = rows
             .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1).unwrap_or_default()))
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<Option<String>, _>(1).unwrap_or_default(),
+                )
+            })
             .collect();
         Ok(Namespace::with_properties(namespace.clone(), props))
     }
@@ -449,7 +480,11 @@ impl Catalog for LakeCatalog {
             .collect())
     }
 
-    async fn create_table(&self, namespace: &NamespaceIdent, mut creation: TableCreation) -> Result<Table> {
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        mut creation: TableCreation,
+    ) -> Result<Table> {
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
         if self.table_exists(&ident).await? {
             return Err(Error::new(
@@ -461,10 +496,17 @@ impl Catalog for LakeCatalog {
             self.create_namespace(namespace, HashMap::new()).await?;
         }
         let location = creation.location.clone().unwrap_or_else(|| {
-            format!("{}/{}/{}", self.warehouse, namespace.as_ref().join("/"), creation.name)
+            format!(
+                "{}/{}/{}",
+                self.warehouse,
+                namespace.as_ref().join("/"),
+                creation.name
+            )
         });
         creation.location = Some(location.clone());
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
         let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
         metadata.write_to(&self.file_io, &metadata_location).await?;
         let metadata_location = metadata_location.to_string();
@@ -513,7 +555,12 @@ impl Catalog for LakeCatalog {
     }
 
     async fn purge_table(&self, ident: &TableIdent) -> Result<()> {
-        let location = self.load_table(ident).await?.metadata().location().to_string();
+        let location = self
+            .load_table(ident)
+            .await?
+            .metadata()
+            .location()
+            .to_string();
         self.drop_table(ident).await?;
         self.file_io.delete_prefix(&location).await
     }
@@ -526,12 +573,17 @@ impl Catalog for LakeCatalog {
         Err(unsupported("renaming a table"))
     }
 
-    async fn register_table(&self, _ident: &TableIdent, _metadata_location: String) -> Result<Table> {
+    async fn register_table(
+        &self,
+        _ident: &TableIdent,
+        _metadata_location: String,
+    ) -> Result<Table> {
         Err(unsupported("registering a table"))
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        self.commit_with_index(commit, &ArchiveIndex::default()).await
+        self.commit_with_index(commit, &ArchiveIndex::default())
+            .await
     }
 }
 
@@ -545,10 +597,17 @@ pub struct IndexedCommit<'a> {
 
 #[async_trait]
 impl Catalog for IndexedCommit<'_> {
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
         self.catalog.list_namespaces(parent).await
     }
-    async fn create_namespace(&self, ns: &NamespaceIdent, props: HashMap<String, String>) -> Result<Namespace> {
+    async fn create_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> Result<Namespace> {
         self.catalog.create_namespace(ns, props).await
     }
     async fn get_namespace(&self, ns: &NamespaceIdent) -> Result<Namespace> {
@@ -557,7 +616,11 @@ impl Catalog for IndexedCommit<'_> {
     async fn namespace_exists(&self, ns: &NamespaceIdent) -> Result<bool> {
         self.catalog.namespace_exists(ns).await
     }
-    async fn update_namespace(&self, ns: &NamespaceIdent, props: HashMap<String, String>) -> Result<()> {
+    async fn update_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        props: HashMap<String, String>,
+    ) -> Result<()> {
         self.catalog.update_namespace(ns, props).await
     }
     async fn drop_namespace(&self, ns: &NamespaceIdent) -> Result<()> {

@@ -109,9 +109,13 @@ pub fn table_schema(
         NestedField::optional(ID_HEADER_VALUE, "value", binary()).into(),
     ]);
     let mut fields: Vec<NestedFieldRef> = vec![
-        NestedField::required(ID_PARTITION, COL_PARTITION, Type::Primitive(PrimitiveType::Int))
-            .with_doc("Kafka partition")
-            .into(),
+        NestedField::required(
+            ID_PARTITION,
+            COL_PARTITION,
+            Type::Primitive(PrimitiveType::Int),
+        )
+        .with_doc("Kafka partition")
+        .into(),
         NestedField::required(ID_OFFSET, COL_OFFSET, Type::Primitive(PrimitiveType::Long))
             .with_doc("Kafka offset")
             .into(),
@@ -321,7 +325,10 @@ mod tests {
         let mut restored = FieldIds::from_property(Some(&saved), v1.highest_field_id()).unwrap();
         let v2 = table_schema(Some(&order(&v2_text)), &mut restored).unwrap();
         let email_id = v1.field_by_name("value.customer.email").unwrap().id;
-        assert_eq!(v2.field_by_name("value.customer.mail").unwrap().id, email_id);
+        assert_eq!(
+            v2.field_by_name("value.customer.mail").unwrap().id,
+            email_id
+        );
         let new_ids = [
             v2.field_by_name("value.customer.age").unwrap().id,
             v2.field_by_name("value.note").unwrap().id,

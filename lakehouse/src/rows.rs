@@ -10,13 +10,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, LargeBinaryBuilder, ListBuilder, StringBuilder,
-    StructBuilder, TimestampMicrosecondBuilder,
+    BinaryBuilder, LargeBinaryBuilder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
-    LargeBinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, LargeBinaryArray,
+    ListArray, MapArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields, SchemaRef, TimeUnit};
@@ -80,8 +79,7 @@ pub fn to_record_batch(
         };
         columns.push(column);
     }
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| format!("cannot assemble rows: {e}"))
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| format!("cannot assemble rows: {e}"))
 }
 
 fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Option<DynamicMessage> {
@@ -111,9 +109,7 @@ fn binary_column<'a>(
 ) -> Result<ArrayRef, String> {
     match field.data_type() {
         DataType::LargeBinary => Ok(Arc::new(values.collect::<LargeBinaryArray>())),
-        DataType::Binary => Ok(Arc::new(
-            values.collect::<arrow_array::BinaryArray>(),
-        )),
+        DataType::Binary => Ok(Arc::new(values.collect::<arrow_array::BinaryArray>())),
         other => Err(format!("unexpected binary type {other}")),
     }
 }
@@ -170,13 +166,15 @@ fn struct_array(
 ) -> Result<ArrayRef, String> {
     let mut children = Vec::with_capacity(fields.len());
     for arrow_field in fields {
-        let field = descriptor.get_field_by_name(arrow_field.name()).ok_or_else(|| {
-            format!(
-                "column {} has no field in {}",
-                arrow_field.name(),
-                descriptor.full_name()
-            )
-        })?;
+        let field = descriptor
+            .get_field_by_name(arrow_field.name())
+            .ok_or_else(|| {
+                format!(
+                    "column {} has no field in {}",
+                    arrow_field.name(),
+                    descriptor.full_name()
+                )
+            })?;
         let slots: Vec<Slot<'_>> = messages
             .iter()
             .map(|m| m.and_then(|m| field_slot(m, &field)))
@@ -203,7 +201,11 @@ fn field_slot<'a>(message: &'a DynamicMessage, field: &FieldDescriptor) -> Slot<
     Some(message.get_field(field))
 }
 
-fn field_array(field: &FieldDescriptor, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+fn field_array(
+    field: &FieldDescriptor,
+    ty: &DataType,
+    slots: &[Slot<'_>],
+) -> Result<ArrayRef, String> {
     if field.is_map() {
         return map_array(field, ty, slots);
     }
@@ -233,7 +235,11 @@ fn field_array(field: &FieldDescriptor, ty: &DataType, slots: &[Slot<'_>]) -> Re
     single_array(&field.kind(), ty, slots)
 }
 
-fn map_array(field: &FieldDescriptor, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+fn map_array(
+    field: &FieldDescriptor,
+    ty: &DataType,
+    slots: &[Slot<'_>],
+) -> Result<ArrayRef, String> {
     let (DataType::Map(entries_field, _), Kind::Message(entry)) = (ty, field.kind()) else {
         return Err(format!("{} should be a map column", field.full_name()));
     };
@@ -293,7 +299,9 @@ fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayR
                 let unwrapped: Vec<Slot<'_>> = slots
                     .iter()
                     .map(|s| match s.as_deref() {
-                        Some(Value::Message(m)) => Some(Cow::Owned(m.get_field(&inner).into_owned())),
+                        Some(Value::Message(m)) => {
+                            Some(Cow::Owned(m.get_field(&inner).into_owned()))
+                        }
                         _ => None,
                     })
                     .collect();
@@ -320,7 +328,10 @@ fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayR
             })
             .collect();
         return Ok(Arc::new(
-            bytes.iter().map(|b| b.as_deref()).collect::<LargeBinaryArray>(),
+            bytes
+                .iter()
+                .map(|b| b.as_deref())
+                .collect::<LargeBinaryArray>(),
         ));
     }
     let values = slots.iter().map(|s| s.as_deref());
@@ -393,8 +404,14 @@ fn timestamp_array(ty: &DataType, slots: &[Slot<'_>]) -> Result<TimestampMicrose
     for slot in slots {
         match slot.as_deref() {
             Some(Value::Message(m)) => {
-                let seconds = m.get_field_by_number(1).and_then(|v| v.as_i64()).unwrap_or(0);
-                let nanos = m.get_field_by_number(2).and_then(|v| v.as_i32()).unwrap_or(0);
+                let seconds = m
+                    .get_field_by_number(1)
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0);
+                let nanos = m
+                    .get_field_by_number(2)
+                    .and_then(|v| v.as_i32())
+                    .unwrap_or(0);
                 builder.append_value(
                     seconds
                         .saturating_mul(1_000_000)
@@ -445,11 +462,21 @@ mod tests {
 
         let mut order = DynamicMessage::new(message.clone());
         order.set_field_by_name("id", Value::String("o-1".into()));
-        let mut customer = DynamicMessage::new(message.parent_pool().get_message_by_name("shop.Customer").unwrap());
+        let mut customer = DynamicMessage::new(
+            message
+                .parent_pool()
+                .get_message_by_name("shop.Customer")
+                .unwrap(),
+        );
         customer.set_field_by_name("email", Value::String("a@b.c".into()));
         order.set_field_by_name("customer", Value::Message(customer));
         let item = |sku: &str, qty| {
-            let mut m = DynamicMessage::new(message.parent_pool().get_message_by_name("shop.Item").unwrap());
+            let mut m = DynamicMessage::new(
+                message
+                    .parent_pool()
+                    .get_message_by_name("shop.Item")
+                    .unwrap(),
+            );
             m.set_field_by_name("sku", Value::String(sku.into()));
             m.set_field_by_name("qty", Value::I32(qty));
             Value::Message(m)
@@ -477,7 +504,10 @@ mod tests {
                 headers: vec![],
             },
         ];
-        let format = ValueFormat { message, framed: true };
+        let format = ValueFormat {
+            message,
+            framed: true,
+        };
         let batch = to_record_batch(&arrow, Some(&format), &rows).unwrap();
         assert_eq!(batch.num_rows(), 2);
         let value = batch.column_by_name("value").unwrap().as_struct();
@@ -489,7 +519,10 @@ mod tests {
         assert_eq!(items.value(0).len(), 2);
         let coupon = value.column_by_name("coupon").unwrap();
         assert!(coupon.is_null(0), "an unset optional field is null");
-        let raw = batch.column_by_name("kafka_value").unwrap().as_binary::<i64>();
+        let raw = batch
+            .column_by_name("kafka_value")
+            .unwrap()
+            .as_binary::<i64>();
         assert_eq!(raw.value(0), framed.as_slice());
     }
 }

@@ -33,6 +33,9 @@ use crate::rows::{KafkaRow, ValueFormat, to_record_batch};
 pub const SOURCE_SCHEMA_PROPERTY: &str = "sluice.source-schema";
 /// Table property naming the Kafka topic the table holds.
 pub const TOPIC_PROPERTY: &str = "sluice.topic";
+/// Table property holding the topic's id: a table left by a deleted topic
+/// of the same name is replaced, not appended to.
+pub const TOPIC_ID_PROPERTY: &str = "sluice.topic-id";
 /// Snapshot summary key listing the offsets a commit added
 /// (`partition:first-last,…`).
 pub const OFFSETS_SUMMARY: &str = "sluice.offsets";
@@ -78,18 +81,29 @@ impl Lakehouse {
 
     /// Loads the topic's table, creating it or evolving its schema so that
     /// it matches `format` (identified by `source`, e.g. the subject's
-    /// latest schema id).
+    /// latest schema id). `topic_id` tells apart topics that reuse a name.
     pub async fn prepare(
         &self,
         topic: &str,
+        topic_id: &str,
         format: Option<ValueFormat>,
         source: &str,
     ) -> iceberg::Result<TopicTable> {
         let ident = self.ident(topic);
-        let table = if self.catalog.table_exists(&ident).await? {
-            self.catalog.load_table(&ident).await?
-        } else {
-            self.create(topic, &ident).await?
+        let mut existing = None;
+        if self.catalog.table_exists(&ident).await? {
+            let table = self.catalog.load_table(&ident).await?;
+            let owner = table.metadata().properties().get(TOPIC_ID_PROPERTY);
+            if owner.map(String::as_str) == Some(topic_id) {
+                existing = Some(table);
+            } else {
+                tracing::info!(topic, table = %ident, "replacing the table of a deleted topic with the same name");
+                self.catalog.purge_table(&ident).await?;
+            }
+        }
+        let table = match existing {
+            Some(t) => t,
+            None => self.create(topic, topic_id, &ident).await?,
         };
         let props = table.metadata().properties();
         if props.get(SOURCE_SCHEMA_PROPERTY).map(String::as_str) == Some(source) {
@@ -110,14 +124,40 @@ impl Lakehouse {
         let table = self
             .catalog
             .update_metadata(&ident, |builder| {
-                builder.add_current_schema(schema)?.set_properties(properties)
+                builder
+                    .add_current_schema(schema)?
+                    .set_properties(properties)
             })
             .await?;
         tracing::info!(topic, table = %ident, source, "table schema updated");
         Ok(TopicTable { table, format })
     }
 
-    async fn create(&self, topic: &str, ident: &TableIdent) -> iceberg::Result<Table> {
+    /// Drops the tables (and their files) of topics that no longer exist,
+    /// as deleting a Kafka topic deletes its data. Returns the dropped names.
+    pub async fn drop_orphans(&self, live_topics: &[&str]) -> iceberg::Result<Vec<TableIdent>> {
+        if !self.catalog.namespace_exists(&self.namespace).await? {
+            return Ok(vec![]);
+        }
+        let live: std::collections::HashSet<String> =
+            live_topics.iter().map(|t| table_name(t)).collect();
+        let mut dropped = Vec::new();
+        for ident in self.catalog.list_tables(&self.namespace).await? {
+            if !live.contains(ident.name()) {
+                self.catalog.purge_table(&ident).await?;
+                tracing::info!(table = %ident, "dropped the table of a deleted topic");
+                dropped.push(ident);
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn create(
+        &self,
+        topic: &str,
+        topic_id: &str,
+        ident: &TableIdent,
+    ) -> iceberg::Result<Table> {
         // Created with the three required Kafka columns only; `prepare`
         // then adds the full layout with its own field ids.
         let schema = Schema::builder()
@@ -151,7 +191,11 @@ impl Lakehouse {
             .partition_spec(spec)
             .properties(HashMap::from([
                 (TOPIC_PROPERTY.to_string(), topic.to_string()),
-                ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+                (TOPIC_ID_PROPERTY.to_string(), topic_id.to_string()),
+                (
+                    "write.parquet.compression-codec".to_string(),
+                    "zstd".to_string(),
+                ),
             ]))
             .build();
         let table = self.catalog.create_table(&self.namespace, creation).await?;

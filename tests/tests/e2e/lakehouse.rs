@@ -4,14 +4,15 @@
 //! evolution adds a column that older rows show as null.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use rdkafka::admin::AdminOptions;
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_proto::CompiledSchema;
 use sluice_proto::prost_reflect::{DynamicMessage, Value};
 use sluice_tests::orders::http;
-use sluice_tests::{Broker, expect_success, run_python};
+use sluice_tests::{Broker, OP_TIMEOUT, block_on, expect_success, run_python};
 
 const SHIPMENT_V1: &str = r#"syntax = "proto3";
 package lake;
@@ -77,7 +78,10 @@ fn shipment(schema: &CompiledSchema, n: u32, carrier: Option<&str>) -> Vec<u8> {
         Value::I32(n as i32),
     );
     s.set_field_by_name("labels", Value::Map(labels));
-    s.set_field_by_name("status", Value::EnumNumber(if n % 2 == 0 { 1 } else { 2 }));
+    s.set_field_by_name(
+        "status",
+        Value::EnumNumber(if n.is_multiple_of(2) { 1 } else { 2 }),
+    );
     let mut ts = message("google.protobuf.Timestamp");
     ts.set_field_by_name("seconds", Value::I64(1_760_000_000 + n as i64));
     ts.set_field_by_name("nanos", Value::I32(500_000_000));
@@ -103,7 +107,11 @@ fn produce(broker: &Broker, topic: &str, records: &[(String, Vec<u8>)]) {
             .expect("enqueue");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
-    assert_eq!(producer.context().failed(), 0, "every record is acknowledged");
+    assert_eq!(
+        producer.context().failed(),
+        0,
+        "every record is acknowledged"
+    );
 }
 
 /// Waits until the table has `rows` rows, then checks them with PyIceberg
@@ -250,6 +258,28 @@ fn topic_is_an_iceberg_table() {
     )
     .expect("python ran before");
     let stdout = expect_success("reading the evolved table", &out);
-    eprintln!("{stdout}");
     assert!(stdout.contains("ok"), "{stdout}");
+
+    // Deleting the topic deletes its table, as it deletes its data.
+    let table_path = "/v1/namespaces/kafka/tables/lake_shipments";
+    let (status, _) = http(&broker.http_addr(), "GET", table_path, None).unwrap();
+    assert_eq!(status, 200);
+    let admin = broker.admin();
+    let res = block_on(
+        admin.delete_topics(&[topic], &AdminOptions::new()),
+        OP_TIMEOUT,
+    )
+    .expect("delete in time")
+    .expect("delete");
+    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = http(&broker.http_addr(), "GET", table_path, None).unwrap();
+        if status == 404 {
+            assert!(body.contains("NoSuchTableException"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the table outlived its topic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
