@@ -8,7 +8,8 @@
 //! Throughput: `sluice-bench --records 1000000`
 //! Latency at a fixed offered load: `sluice-bench --rate 20 --duration-secs 60`
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -113,6 +114,20 @@ struct Args {
     /// (embedded mode knows its own).
     #[arg(long)]
     registry: Option<String>,
+
+    /// Measure freshness: how long after its send each record becomes
+    /// visible in the topic's Iceberg table (polling the REST catalog).
+    #[arg(long)]
+    freshness: bool,
+
+    /// HTTP API address (REST catalog) for --freshness with --broker
+    /// (embedded mode knows its own).
+    #[arg(long)]
+    http: Option<String>,
+
+    /// Iceberg namespace of topic tables, as the broker's --table-namespace.
+    #[arg(long, default_value = "kafka")]
+    table_namespace: String,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -129,6 +144,9 @@ struct BenchContext {
     acked_bytes: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// (partition, offset) → send time in ns since `start`, when measuring
+    /// freshness.
+    sent_at: Option<Mutex<HashMap<(i32, i64), u64>>>,
 }
 
 impl ClientContext for BenchContext {}
@@ -146,6 +164,11 @@ impl ProducerContext for BenchContext {
                 self.acked.fetch_add(1, Ordering::Relaxed);
                 let len = m.payload().map_or(0, <[u8]>::len) as u64;
                 self.acked_bytes.fetch_add(len, Ordering::Relaxed);
+                if let Some(sent) = &self.sent_at {
+                    sent.lock()
+                        .unwrap()
+                        .insert((m.partition(), m.offset()), sent_at_ns as u64);
+                }
             }
             Err((e, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +182,7 @@ impl ProducerContext for BenchContext {
 }
 
 struct ProduceResult {
+    sent_at: HashMap<(i32, i64), u64>,
     acked: u64,
     failed: u64,
     bytes: u64,
@@ -197,6 +221,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut embedded = None;
     let mut registry = args.registry.clone();
+    let mut http = args.http.clone();
+    let mut data_dir = None;
     let bootstrap = match &args.broker {
         Some(addr) => addr.clone(),
         None => {
@@ -209,12 +235,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             let broker = Broker::try_start_bin(bin, &serve_args)?;
             let addr = broker.bootstrap();
             registry.get_or_insert_with(|| broker.registry_addr());
+            http.get_or_insert_with(|| broker.http_addr());
+            data_dir = Some(broker.data_dir());
             embedded = Some(broker);
             addr
         }
     };
 
-    let result = bench(&args, &bootstrap, registry.as_deref());
+    let result = bench(
+        &args,
+        &bootstrap,
+        registry.as_deref(),
+        http.as_deref(),
+        data_dir.as_deref(),
+    );
 
     if let Some(mut broker) = embedded {
         eprintln!("stopping embedded broker");
@@ -229,7 +263,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-fn bench(args: &Args, bootstrap: &str, registry: Option<&str>) -> anyhow::Result<()> {
+fn bench(
+    args: &Args,
+    bootstrap: &str,
+    registry: Option<&str>,
+    http: Option<&str>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| {
         format!(
             "bench-{}-{}",
@@ -301,14 +341,44 @@ fn bench(args: &Args, bootstrap: &str, registry: Option<&str>) -> anyhow::Result
         }
     };
 
-    let produced = produce(
-        args,
-        bootstrap,
-        &topic,
-        records_limit,
-        duration_limit,
-        values.as_deref(),
-    )?;
+    let start = Instant::now();
+    let table_path = format!(
+        "/v1/namespaces/{}/tables/{}",
+        args.table_namespace,
+        topic.replace(['.', '-'], "_")
+    );
+    let watching = AtomicBool::new(true);
+    let (produced, snapshots) = thread::scope(|s| -> anyhow::Result<_> {
+        let watcher = match (args.freshness, http) {
+            (true, Some(http)) => {
+                Some(s.spawn(|| watch_table(http, &table_path, start, &watching)))
+            }
+            (true, None) => bail!("--freshness needs --http with --broker"),
+            _ => None,
+        };
+        let produced = produce(
+            args,
+            start,
+            bootstrap,
+            &topic,
+            records_limit,
+            duration_limit,
+            values.as_deref(),
+        );
+        // Let the watcher see the last commits (a few commit intervals).
+        let visible_deadline = Instant::now() + Duration::from_secs(30);
+        if let (Ok(p), Some(_)) = (&produced, &watcher) {
+            while Instant::now() < visible_deadline && VISIBLE.load(Ordering::Relaxed) < p.acked {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        watching.store(false, Ordering::Relaxed);
+        let snapshots = match watcher {
+            Some(w) => w.join().map_err(|_| anyhow!("table watcher panicked"))??,
+            None => Vec::new(),
+        };
+        Ok((produced?, snapshots))
+    })?;
     let secs = produced.elapsed.as_secs_f64();
     let h = &produced.latency_us;
     println!();
@@ -336,6 +406,9 @@ fn bench(args: &Args, bootstrap: &str, registry: Option<&str>) -> anyhow::Result
     }
     if let Some(e) = &produced.first_error {
         println!("  first delivery error: {e}");
+    }
+    if args.freshness {
+        report_freshness(&produced, &snapshots, data_dir)?;
     }
 
     if !args.no_consume {
@@ -398,8 +471,10 @@ fn payload_pool(record_size: usize) -> Vec<u8> {
     pool
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce(
     args: &Args,
+    start: Instant,
     bootstrap: &str,
     topic: &str,
     records_limit: u64,
@@ -419,7 +494,8 @@ fn produce(
         cfg.set(k, v);
     }
     let ctx = BenchContext {
-        start: Instant::now(),
+        start,
+        sent_at: args.freshness.then(|| Mutex::new(HashMap::new())),
         latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
         acked: AtomicU64::new(0),
         acked_bytes: AtomicU64::new(0),
@@ -428,7 +504,6 @@ fn produce(
     };
     let producer: ThreadedProducer<BenchContext> =
         cfg.create_with_context(ctx).context("create producer")?;
-    let start = producer.context().start;
 
     let pool = payload_pool(args.record_size);
     let window = pool.len() - args.record_size;
@@ -495,7 +570,13 @@ fn produce(
     let ctx = producer.context();
     let latency_us = ctx.latency_us.lock().unwrap().clone();
     let first_error = ctx.first_error.lock().unwrap().clone();
+    let sent_at = ctx
+        .sent_at
+        .as_ref()
+        .map(|m| std::mem::take(&mut *m.lock().unwrap()))
+        .unwrap_or_default();
     Ok(ProduceResult {
+        sent_at,
         acked: ctx.acked.load(Ordering::Relaxed),
         failed: ctx.failed.load(Ordering::Relaxed),
         bytes: ctx.acked_bytes.load(Ordering::Relaxed),
@@ -594,4 +675,116 @@ fn consume(args: &Args, bootstrap: &str, topic: &str) -> anyhow::Result<ConsumeR
         bytes,
         elapsed: start.elapsed(),
     })
+}
+
+/// Records seen in table snapshots so far (for the end-of-run wait).
+static VISIBLE: AtomicU64 = AtomicU64::new(0);
+
+/// One table snapshot as first seen: when, and the offsets it added.
+struct SeenSnapshot {
+    visible_ns: u64,
+    ranges: Vec<(i32, i64, i64)>,
+}
+
+/// Polls the REST catalog for the table's snapshots until `watching` is
+/// cleared, noting when each new snapshot became visible.
+fn watch_table(
+    http: &str,
+    path: &str,
+    start: Instant,
+    watching: &AtomicBool,
+) -> anyhow::Result<Vec<SeenSnapshot>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while watching.load(Ordering::Relaxed) {
+        let (status, body) = orders::http(http, "GET", path, None)?;
+        let now = start.elapsed().as_nanos() as u64;
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).context("load table answer")?;
+            let snapshots = v["metadata"]["snapshots"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for snap in snapshots {
+                let id = snap["snapshot-id"].as_i64().unwrap_or_default();
+                if !seen.insert(id) {
+                    continue;
+                }
+                let ranges: Vec<(i32, i64, i64)> = snap["summary"]["sluice.offsets"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|r| {
+                        let (p, span) = r.split_once(':')?;
+                        let (a, b) = span.split_once('-')?;
+                        Some((p.parse().ok()?, a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .collect();
+                let n: i64 = ranges.iter().map(|(_, a, b)| b - a + 1).sum();
+                VISIBLE.fetch_add(n as u64, Ordering::Relaxed);
+                out.push(SeenSnapshot {
+                    visible_ns: now,
+                    ranges,
+                });
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(out)
+}
+
+fn report_freshness(
+    produced: &ProduceResult,
+    snapshots: &[SeenSnapshot],
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for snap in snapshots {
+        for &(p, a, b) in &snap.ranges {
+            for offset in a..=b {
+                if let Some(sent) = produced.sent_at.get(&(p, offset)) {
+                    h.saturating_record((snap.visible_ns.saturating_sub(*sent) / 1_000).max(1));
+                }
+            }
+        }
+    }
+    println!();
+    println!("freshness (send → visible in the Iceberg table, via the REST catalog)");
+    if h.is_empty() {
+        println!("  no record became visible");
+    } else {
+        let ms = |us: u64| us as f64 / 1_000.0;
+        println!(
+            "  {} of {} acked records seen   p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   ({} commits)",
+            h.len(),
+            produced.acked,
+            ms(h.value_at_quantile(0.50)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+            snapshots.len()
+        );
+    }
+    if let Some(dir) = data_dir {
+        let data = dir_size(&dir.join("warehouse"));
+        println!(
+            "  table files on disk {:.1} MB (Parquet + Iceberg metadata) for {:.1} MB of record values ({:.2}x)",
+            data as f64 / MB,
+            produced.bytes as f64 / MB,
+            data as f64 / produced.bytes.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
