@@ -13,5 +13,6 @@ mod offsets;
 mod ops;
 mod produce_consume;
 mod python;
+mod raw;
 mod registry;
 mod retention;
