@@ -5,6 +5,7 @@
 mod admin;
 mod bad_input;
 mod common;
+mod dead_letters;
 mod durability;
 mod groups;
 mod groups_python;
