@@ -7,6 +7,7 @@
 //!                                         2. concatenate accepted batches → segment
 //!                                         3. put segment in the object store   (durable first)
 //!                                         4. metadata txn: assign offsets, index batches
+//!                                            (+ the dead letters of accepted batches)
 //!                                         5. reply to every job, wake waiting fetches
 //! ```
 //!
@@ -17,6 +18,11 @@
 //! see the state of flushes not yet committed, and if a flush fails, flushes
 //! prepared on top of it are refused with a retriable error so a producer's
 //! sequence never skips a batch that was not stored.
+//!
+//! A batch may carry dead letters (records taken out of it because they
+//! failed validation, see [`crate::dead_letter`]). They are written in the
+//! commit transaction of the flush that stores the batch, never for a batch
+//! answered as a duplicate.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,11 +34,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::BatchHeader;
+use crate::dead_letter::DeadLetters;
 use crate::meta::ProducerKey;
 use crate::meta::{
     Appended, MetaStore, NewBatch, PRODUCER_RECENT_BATCHES, ProducerPartitionState, ProducerUpdate,
 };
 use crate::objects::{SegmentLoc, Segments};
+
+type ProducerStates = HashMap<ProducerKey, ProducerPartitionState>;
 
 /// Largest segment one flush writes; more queued data waits for the next flush.
 const MAX_FLUSH_BYTES: usize = 16 * 1024 * 1024;
@@ -45,6 +54,8 @@ pub struct PendingBatch {
     pub partition: i32,
     pub header: BatchHeader,
     pub bytes: Bytes,
+    /// Records taken out of the batch, stored if and when it is.
+    pub dead_letters: Option<Arc<DeadLetters>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,13 +121,14 @@ impl Appender {
         });
         let preparer = Preparer {
             meta: meta.clone(),
-            segments,
+            segments: segments.clone(),
             shared: shared.clone(),
             speculative: HashMap::new(),
             epoch: 0,
         };
         let committer = Committer {
             meta,
+            segments,
             commits,
             shared,
         };
@@ -159,6 +171,8 @@ struct Prepared {
     /// (job, batch) of each entry of `index`.
     slots: Vec<(usize, usize)>,
     index: Vec<NewBatch>,
+    /// Dead letters of accepted batches, by position in `index`.
+    dead: Vec<(usize, Arc<DeadLetters>)>,
     segment_size: i64,
     write: Result<SegmentLoc, String>,
     started: std::time::Instant,
@@ -178,6 +192,8 @@ struct Preparer {
 /// Stage two: the metadata commit, in flush order, and the replies.
 struct Committer {
     meta: MetaStore,
+    /// Dead letters are written here, inside the commit transaction.
+    segments: Segments,
     commits: watch::Sender<u64>,
     shared: Arc<Shared>,
 }
@@ -319,6 +335,7 @@ impl Preparer {
         let mut segment = BytesMut::new();
         let mut index: Vec<NewBatch> = Vec::new();
         let mut slots: Vec<(usize, usize)> = Vec::new();
+        let mut dead: Vec<(usize, Arc<DeadLetters>)> = Vec::new();
 
         for (j, job) in jobs.iter().enumerate() {
             for (i, b) in job.batches.iter().enumerate() {
@@ -352,11 +369,23 @@ impl Preparer {
                 };
                 match check {
                     Check::Accept(producer) => {
+                        if let Some(letters) = &b.dead_letters {
+                            dead.push((index.len(), letters.clone()));
+                        }
                         index.push(NewBatch {
                             topic_id: b.topic_id,
                             partition: b.partition,
-                            record_count: b.header.record_count,
-                            max_timestamp: b.header.max_timestamp,
+                            // From the last offset delta, not the record
+                            // count: a batch with records taken out keeps
+                            // the offsets of those records unused.
+                            offsets: b.header.offset_span(),
+                            // A batch left without records has no timestamp
+                            // to be found by (ListOffsets, retention).
+                            max_timestamp: if b.header.record_count == 0 {
+                                -1
+                            } else {
+                                b.header.max_timestamp
+                            },
                             pos: segment.len() as i64,
                             len: b.bytes.len() as i64,
                             producer,
@@ -400,6 +429,7 @@ impl Preparer {
             outcomes,
             slots,
             index,
+            dead,
             segment_size,
             write,
             started,
@@ -415,6 +445,63 @@ impl Committer {
         }
     }
 
+    /// Indexes a flush and, in the same transaction, the dead letters of
+    /// its stored batches: their headers name the offsets the batches were
+    /// just given, so they are encoded and written only now. Holding the
+    /// transaction open across that write is confined to flushes that
+    /// carry dead letters.
+    async fn index_flush(
+        &self,
+        loc: &SegmentLoc,
+        index: &[NewBatch],
+        committed: &ProducerStates,
+        dead: &[(usize, Arc<DeadLetters>)],
+    ) -> Result<(Vec<Appended>, ProducerStates), String> {
+        let failed = |e: crate::meta::MetaError| format!("cannot commit append: {e}");
+        let mut tx = self.meta.begin_append().await.map_err(failed)?;
+        let (appended, states) = tx.index(loc, index, committed).await.map_err(failed)?;
+        let mut segment = BytesMut::new();
+        let mut letters = Vec::new();
+        for (pos, dl) in dead {
+            // A batch whose partition is gone stored nothing; nor do its
+            // dead letters.
+            let Some(Appended::Ok { base_offset, .. }) = appended.get(*pos) else {
+                continue;
+            };
+            let batch = dl
+                .encode(*base_offset)
+                .map_err(|e| format!("cannot encode dead letters: {e}"))?;
+            letters.push(NewBatch {
+                topic_id: dl.topic_id,
+                partition: dl.partition,
+                offsets: batch.header.offset_span(),
+                max_timestamp: batch.header.max_timestamp,
+                pos: segment.len() as i64,
+                len: batch.bytes.len() as i64,
+                producer: None,
+            });
+            segment.extend_from_slice(&batch.bytes);
+        }
+        if !letters.is_empty() {
+            let dloc = self
+                .segments
+                .put(segment.freeze())
+                .await
+                .map_err(|e| format!("cannot write dead letters: {e}"))?;
+            let (stored, _) = tx
+                .index(&dloc, &letters, &HashMap::new())
+                .await
+                .map_err(failed)?;
+            if stored.contains(&Appended::UnknownPartition) {
+                // Dropping the transaction rolls the flush back; the
+                // producers retry and the dead-letter topic is created again.
+                return Err("a dead-letter topic was deleted during the append; retry".into());
+            }
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok((appended, states))
+    }
+
     async fn commit(&self, p: Prepared) {
         let Prepared {
             epoch,
@@ -422,6 +509,7 @@ impl Committer {
             mut outcomes,
             slots,
             index,
+            dead,
             segment_size,
             write,
             started,
@@ -434,7 +522,7 @@ impl Committer {
                 match write {
                     Err(e) => Err(e),
                     Ok(loc) => {
-                        let committed: HashMap<ProducerKey, ProducerPartitionState> = {
+                        let committed: ProducerStates = {
                             let c = self
                                 .shared
                                 .committed
@@ -449,10 +537,7 @@ impl Committer {
                                 })
                                 .collect()
                         };
-                        self.meta
-                            .commit_append(&loc, &index, &committed)
-                            .await
-                            .map_err(|e| format!("cannot commit append: {e}"))
+                        self.index_flush(&loc, &index, &committed, &dead).await
                     }
                 }
             };
@@ -470,6 +555,12 @@ impl Committer {
             );
             match result {
                 Ok((appended, states)) => {
+                    for (pos, letters) in &dead {
+                        if let Some(Appended::Ok { .. }) = appended.get(*pos) {
+                            metrics::counter!("sluice_validation_dead_lettered_records_total", "topic" => letters.source_topic.clone())
+                                .increment(letters.records.len() as u64);
+                        }
+                    }
                     for (&(j, i), a) in slots.iter().zip(appended) {
                         outcomes[j][i] = Some(match a {
                             Appended::Ok {

@@ -225,7 +225,7 @@ async fn archive_topic(
         let log_append_time = s.header.attributes & 0x08 != 0;
         for record in batch::Records::new(&s.records, s.header.record_count) {
             let record = record?;
-            let offset = s.base_offset + record.offset_delta as i64;
+            let offset = s.base_offset + record.offset_delta;
             if offset < s.from {
                 continue;
             }
@@ -240,7 +240,7 @@ async fn archive_topic(
                 timestamp_ms,
                 key: record.key,
                 value: record.value,
-                headers: batch::headers(record.headers).unwrap_or_default(),
+                headers: record.headers()?,
             });
         }
     }

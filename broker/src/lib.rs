@@ -15,6 +15,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod dead_letter;
 pub mod groups;
 pub mod handlers;
 pub mod http;

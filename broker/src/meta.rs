@@ -8,8 +8,9 @@
 //!   visible (to fetch, ListOffsets, the high watermark) exactly when its
 //!   transaction commits.
 //! - The segment object a batch points to is written before the transaction
-//!   that records it; a crash in between leaves an unreferenced object, which
-//!   garbage collection removes, never an index row without data.
+//!   that records it commits; a crash in between leaves an unreferenced
+//!   object, which garbage collection removes, never an index row without
+//!   data.
 //!
 //! The embedded backend is SQLite in WAL mode. Its commits survive a killed
 //! process (the WAL is written before the commit returns); `synchronous=FULL`
@@ -86,12 +87,14 @@ pub struct BatchLoc {
     pub len: i64,
 }
 
-/// One batch to index in `commit_append`.
+/// One batch to index in an append.
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     pub topic_id: i64,
     pub partition: i32,
-    pub record_count: i32,
+    /// Offsets the batch takes: its last offset delta + 1, which is more
+    /// than its record count when records were taken out of it.
+    pub offsets: i64,
     pub max_timestamp: i64,
     pub pos: i64,
     pub len: i64,
@@ -441,146 +444,25 @@ impl MetaStore {
         Ok(row.as_ref().map(Self::loc_from_row))
     }
 
-    /// Records a new segment and indexes its batches, assigning offsets.
-    ///
-    /// `producers` holds the committed idempotent-producer state of every
-    /// (producer, topic, partition) that `batches` touch; the updated state is
-    /// stored in the same transaction and returned.
-    ///
-    /// Statement count does not grow with the number of batches: one offset
-    /// update per partition, one multi-row insert for the index.
+    /// Starts an append transaction (see [`AppendTx`]).
+    pub async fn begin_append(&self) -> Result<AppendTx> {
+        Ok(AppendTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    /// Indexes one segment's batches in a transaction of their own (see
+    /// [`AppendTx::index`]).
     pub async fn commit_append(
         &self,
         segment: &SegmentLoc,
         batches: &[NewBatch],
         producers: &HashMap<ProducerKey, ProducerPartitionState>,
     ) -> Result<(Vec<Appended>, HashMap<ProducerKey, ProducerPartitionState>)> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let segment_id: i64 = sqlx::query(
-            "INSERT INTO segments (key, base, size, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(&segment.key)
-        .bind(segment.base as i64)
-        .bind(segment.size as i64)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-
-        // Records per partition, in first-seen order.
-        let mut totals: Vec<((i64, i32), i64)> = Vec::new();
-        for b in batches {
-            let key = (b.topic_id, b.partition);
-            match totals.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += b.record_count as i64,
-                None => totals.push((key, b.record_count as i64)),
-            }
-        }
-        // Next offset to hand out per partition (None: partition is gone).
-        let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
-        for ((topic_id, partition), n) in &totals {
-            let row = sqlx::query(
-                "UPDATE partitions SET next_offset = next_offset + $1
-                 WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
-            )
-            .bind(n)
-            .bind(topic_id)
-            .bind(*partition as i64)
-            .fetch_optional(&mut *tx)
-            .await?;
-            next.insert(
-                (*topic_id, *partition),
-                row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
-            );
-        }
-
-        let mut out = Vec::with_capacity(batches.len());
-        let mut rows: Vec<(&NewBatch, i64)> = Vec::with_capacity(batches.len());
-        let mut states: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
-        for b in batches {
-            let Some(Some((base, log_start))) = next.get_mut(&(b.topic_id, b.partition)) else {
-                out.push(Appended::UnknownPartition);
-                continue;
-            };
-            let base_offset = *base;
-            *base += b.record_count as i64;
-            rows.push((b, base_offset));
-            if let Some(p) = &b.producer {
-                let key = (p.producer_id, b.topic_id, b.partition);
-                let state = states
-                    .entry(key)
-                    .or_insert_with(|| producers.get(&key).cloned().unwrap_or_default());
-                if state.epoch != p.epoch {
-                    state.recent.clear();
-                }
-                state.epoch = p.epoch;
-                state.recent.push((p.first_seq, p.last_seq, base_offset));
-                if state.recent.len() > PRODUCER_RECENT_BATCHES {
-                    state.recent.remove(0);
-                }
-            }
-            out.push(Appended::Ok {
-                base_offset,
-                log_start: *log_start,
-            });
-        }
-
-        // SQLite allows 32766 bound values per statement; 8 per row.
-        for chunk in rows.chunks(1000) {
-            let mut sql = String::from(
-                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let n = i * 8;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7,
-                    n + 8
-                ));
-            }
-            let mut q = sqlx::query(&sql);
-            for (b, base) in chunk {
-                q = q
-                    .bind(b.topic_id)
-                    .bind(b.partition as i64)
-                    .bind(*base)
-                    .bind(*base + b.record_count as i64 - 1)
-                    .bind(b.max_timestamp)
-                    .bind(segment_id)
-                    .bind(b.pos)
-                    .bind(b.len);
-            }
-            q.execute(&mut *tx).await?;
-        }
-
-        for ((producer_id, topic_id, partition), state) in &states {
-            sqlx::query(
-                "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (producer_id, topic_id, partition)
-                 DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
-            )
-            .bind(producer_id)
-            .bind(topic_id)
-            .bind(*partition as i64)
-            .bind(state.epoch as i64)
-            .bind(serde_json::to_string(state).unwrap_or_default())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let mut tx = self.begin_append().await?;
+        let out = tx.index(segment, batches, producers).await?;
         tx.commit().await?;
-        Ok((out, states))
+        Ok(out)
     }
 
     pub async fn producer_state(
@@ -772,6 +654,166 @@ impl MetaStore {
             .execute(&self.pool)
             .await;
         self.pool.close().await;
+    }
+}
+
+/// One append transaction. Everything indexed in it becomes visible at
+/// once when it commits, or not at all (dropping it rolls back). A flush
+/// indexes its segment, and, when records of it go to dead-letter topics,
+/// a second segment holding them, whose contents depend on the offsets the
+/// first assignment gave: written while the transaction is open, it is
+/// still durable before the commit that makes it visible.
+pub struct AppendTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl AppendTx {
+    /// Records a segment and indexes its batches, assigning offsets: each
+    /// batch takes `offsets` offsets after those of the batches before it in
+    /// its partition.
+    ///
+    /// `producers` holds the committed idempotent-producer state of every
+    /// (producer, topic, partition) that `batches` touch; the updated state is
+    /// stored in the same transaction and returned.
+    ///
+    /// Statement count does not grow with the number of batches: one offset
+    /// update per partition, one multi-row insert for the index.
+    pub async fn index(
+        &mut self,
+        segment: &SegmentLoc,
+        batches: &[NewBatch],
+        producers: &HashMap<ProducerKey, ProducerPartitionState>,
+    ) -> Result<(Vec<Appended>, HashMap<ProducerKey, ProducerPartitionState>)> {
+        let now = now_ms();
+        let tx = &mut self.tx;
+        let segment_id: i64 = sqlx::query(
+            "INSERT INTO segments (key, base, size, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&segment.key)
+        .bind(segment.base as i64)
+        .bind(segment.size as i64)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+
+        // Offsets taken per partition, in first-seen order.
+        let mut totals: Vec<((i64, i32), i64)> = Vec::new();
+        for b in batches {
+            let key = (b.topic_id, b.partition);
+            match totals.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += b.offsets,
+                None => totals.push((key, b.offsets)),
+            }
+        }
+        // Next offset to hand out per partition (None: partition is gone).
+        let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
+        for ((topic_id, partition), n) in &totals {
+            let row = sqlx::query(
+                "UPDATE partitions SET next_offset = next_offset + $1
+                 WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
+            )
+            .bind(n)
+            .bind(topic_id)
+            .bind(*partition as i64)
+            .fetch_optional(&mut **tx)
+            .await?;
+            next.insert(
+                (*topic_id, *partition),
+                row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
+            );
+        }
+
+        let mut out = Vec::with_capacity(batches.len());
+        let mut rows: Vec<(&NewBatch, i64)> = Vec::with_capacity(batches.len());
+        let mut states: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
+        for b in batches {
+            let Some(Some((base, log_start))) = next.get_mut(&(b.topic_id, b.partition)) else {
+                out.push(Appended::UnknownPartition);
+                continue;
+            };
+            let base_offset = *base;
+            *base += b.offsets;
+            rows.push((b, base_offset));
+            if let Some(p) = &b.producer {
+                let key = (p.producer_id, b.topic_id, b.partition);
+                let state = states
+                    .entry(key)
+                    .or_insert_with(|| producers.get(&key).cloned().unwrap_or_default());
+                if state.epoch != p.epoch {
+                    state.recent.clear();
+                }
+                state.epoch = p.epoch;
+                state.recent.push((p.first_seq, p.last_seq, base_offset));
+                if state.recent.len() > PRODUCER_RECENT_BATCHES {
+                    state.recent.remove(0);
+                }
+            }
+            out.push(Appended::Ok {
+                base_offset,
+                log_start: *log_start,
+            });
+        }
+
+        // SQLite allows 32766 bound values per statement; 8 per row.
+        for chunk in rows.chunks(1000) {
+            let mut sql = String::from(
+                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let n = i * 8;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7,
+                    n + 8
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for (b, base) in chunk {
+                q = q
+                    .bind(b.topic_id)
+                    .bind(b.partition as i64)
+                    .bind(*base)
+                    .bind(*base + b.offsets - 1)
+                    .bind(b.max_timestamp)
+                    .bind(segment_id)
+                    .bind(b.pos)
+                    .bind(b.len);
+            }
+            q.execute(&mut **tx).await?;
+        }
+
+        for ((producer_id, topic_id, partition), state) in &states {
+            sqlx::query(
+                "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (producer_id, topic_id, partition)
+                 DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
+            )
+            .bind(producer_id)
+            .bind(topic_id)
+            .bind(*partition as i64)
+            .bind(state.epoch as i64)
+            .bind(serde_json::to_string(state).unwrap_or_default())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok((out, states))
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -36,13 +36,14 @@ pub async fn append_batch(
     Ok(())
 }
 
-/// Decodes every record of one stored batch (decompressing as needed).
+/// Decodes every data record of one stored batch (decompressing as
+/// needed); control records are left out.
 pub async fn records_of(broker: &Broker, loc: &BatchLoc) -> Result<Vec<Record>, KafkaError> {
     let mut buf = Vec::with_capacity(loc.len as usize);
     append_batch(broker, loc, &mut buf).await?;
     let mut bytes = Bytes::from(buf);
     RecordBatchDecoder::decode(&mut bytes)
-        .map(|set| set.records)
+        .map(|set| set.records.into_iter().filter(|r| !r.control).collect())
         .map_err(|e| {
             KafkaError::new(
                 ResponseError::CorruptMessage,

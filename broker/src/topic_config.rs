@@ -93,17 +93,31 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         enforced: false,
     },
     ConfigKey {
-        name: "sluice.value.message.type",
+        name: crate::validation::VALUE_MESSAGE_TYPE,
         default: "",
         kind: KIND_STRING,
         doc: "Fully-qualified Protobuf message of raw (unframed) values, from subject TOPIC-value; empty: values use the schema registry wire format.",
         enforced: true,
     },
     ConfigKey {
-        name: "sluice.key.message.type",
+        name: crate::validation::KEY_MESSAGE_TYPE,
         default: "",
         kind: KIND_STRING,
         doc: "Fully-qualified Protobuf message of raw (unframed) keys, from subject TOPIC-key; empty: keys use the schema registry wire format.",
+        enforced: true,
+    },
+    ConfigKey {
+        name: crate::validation::VALIDATION_MODE,
+        default: "reject",
+        kind: KIND_STRING,
+        doc: "What a batch with records that fail schema validation does: reject (refuse the batch with INVALID_RECORD) or dlq (store the valid records, send the invalid ones to the dead-letter topic).",
+        enforced: true,
+    },
+    ConfigKey {
+        name: crate::validation::DLQ_TOPIC,
+        default: "",
+        kind: KIND_STRING,
+        doc: "Dead-letter topic for records that fail validation in dlq mode (created with one partition when missing); empty: TOPIC.dlq.",
         enforced: true,
     },
     ConfigKey {
@@ -150,6 +164,12 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         }
         RETENTION_MS | RETENTION_BYTES if value.parse::<i64>().unwrap_or(0) < -1 => {
             Err(format!("{name} must be -1 or positive"))
+        }
+        crate::validation::VALIDATION_MODE if value != "reject" && value != "dlq" => Err(format!(
+            "{name} '{value}' is not supported; use 'reject' or 'dlq'"
+        )),
+        crate::validation::DLQ_TOPIC if !value.is_empty() => {
+            crate::state::validate_topic_name(value).map_err(|e| format!("{name}: {}", e.message))
         }
         _ => Ok(()),
     }
@@ -222,5 +242,10 @@ mod tests {
         assert!(validate("retention.ms", "soon").is_err());
         assert!(validate("no.such.key", "1").is_err());
         assert!(validate("cleanup.policy", "compact").is_err());
+        assert!(validate("sluice.validation.mode", "dlq").is_ok());
+        assert!(validate("sluice.validation.mode", "drop").is_err());
+        assert!(validate("sluice.dlq.topic", "").is_ok());
+        assert!(validate("sluice.dlq.topic", "orders.dead").is_ok());
+        assert!(validate("sluice.dlq.topic", "no spaces").is_err());
     }
 }

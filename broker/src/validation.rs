@@ -11,9 +11,11 @@
 //! checked against the subject's latest version. Topics without a bound
 //! subject accept any bytes.
 //!
-//! A batch with any invalid record is refused whole (INVALID_RECORD, with
-//! one error per bad record); other batches of the same request are
-//! unaffected.
+//! What happens to a batch with invalid records is the topic's
+//! `sluice.validation.mode`: `reject` (the default) refuses it whole
+//! (INVALID_RECORD, with one error per bad record; other batches of the same
+//! request are unaffected); `dlq` stores the valid records and sends the
+//! invalid ones to a dead-letter topic (see [`crate::dead_letter`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,31 @@ use crate::meta::TopicRecord;
 
 pub const VALUE_MESSAGE_TYPE: &str = "sluice.value.message.type";
 pub const KEY_MESSAGE_TYPE: &str = "sluice.key.message.type";
+/// `reject` or `dlq`: what a batch with invalid records does.
+pub const VALIDATION_MODE: &str = "sluice.validation.mode";
+/// The dead-letter topic of a topic in `dlq` mode; empty means `TOPIC.dlq`.
+pub const DLQ_TOPIC: &str = "sluice.dlq.topic";
+
+/// What a topic does with a batch holding invalid records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse the batch whole.
+    Reject,
+    /// Store the valid records; send the invalid ones to this topic.
+    DeadLetter(String),
+}
+
+impl Mode {
+    pub fn of(topic: &TopicRecord) -> Mode {
+        if topic.config.get(VALIDATION_MODE) != "dlq" {
+            return Mode::Reject;
+        }
+        match topic.config.get(DLQ_TOPIC) {
+            "" => Mode::DeadLetter(format!("{}.dlq", topic.name)),
+            name => Mode::DeadLetter(name.to_owned()),
+        }
+    }
+}
 
 /// How long a topic's binding (which subjects exist) is reused before it is
 /// looked up again; registering a subject takes effect within this time.
@@ -39,9 +66,18 @@ enum Side {
     Framed { subject: String },
     /// Raw Protobuf of one message type from the subject's latest version.
     Raw {
+        subject: String,
         schema: Arc<CompiledSchema>,
         message: MessageDescriptor,
     },
+}
+
+impl Side {
+    fn subject(&self) -> &str {
+        match self {
+            Side::Framed { subject } | Side::Raw { subject, .. } => subject,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -59,17 +95,19 @@ type Memo = Vec<(
 )>;
 
 fn invalid_batch(message: String) -> Rejection {
-    Rejection::Invalid(vec![RecordError {
-        index: 0,
-        message: format!("cannot read the record batch: {message}"),
-    }])
+    Rejection::Batch(format!("cannot read the record batch: {message}"))
 }
 
 /// Why a batch was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// Records break the schema (INVALID_RECORD; retrying will not help).
+    /// Listed in ascending index order.
     Invalid(Vec<RecordError>),
+    /// The batch as a whole cannot be checked: it cannot be read, or the
+    /// topic's binding is misconfigured (INVALID_RECORD, reported as record
+    /// 0; no record can be told apart from the others).
+    Batch(String),
     /// The registry could not be read (retriable).
     Unavailable(String),
 }
@@ -79,6 +117,9 @@ pub enum Rejection {
 pub struct RecordError {
     pub index: i32,
     pub message: String,
+    /// The subject of the schema it was checked against (the first one it
+    /// failed, when both key and value did).
+    pub subject: Option<String>,
 }
 
 pub struct Validator {
@@ -133,15 +174,13 @@ impl Validator {
             .pool()
             .get_message_by_name(raw_type)
             .ok_or_else(|| {
-                Rejection::Invalid(vec![RecordError {
-                    index: 0,
-                    message: format!(
-                        "topic config {type_key}={raw_type}, but subject '{subject}' version {} has no such message",
-                        latest.version
-                    ),
-                }])
+                Rejection::Batch(format!(
+                    "topic config {type_key}={raw_type}, but subject '{subject}' version {} has no such message",
+                    latest.version
+                ))
             })?;
         Ok(Some(Side::Raw {
+            subject,
             schema: latest.schema,
             message,
         }))
@@ -263,20 +302,24 @@ impl Validator {
         for (i, r) in crate::batch::Records::new(&section, header.record_count).enumerate() {
             let r = r.map_err(|e| invalid_batch(e.to_string()))?;
             let mut problems = Vec::new();
+            let mut subject = None;
             if let Some(side) = &binding.value
                 && let Err(e) = self.check_one(side, "value", r.value, &mut memo).await
             {
                 problems.push(e);
+                subject = Some(side.subject());
             }
             if let Some(side) = &binding.key
                 && let Err(e) = self.check_one(side, "key", r.key, &mut memo).await
             {
                 problems.push(e);
+                subject = subject.or(Some(side.subject()));
             }
             if !problems.is_empty() {
                 errors.push(RecordError {
                     index: i as i32,
                     message: problems.join("; "),
+                    subject: subject.map(str::to_owned),
                 });
             }
         }

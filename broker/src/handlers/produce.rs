@@ -3,6 +3,13 @@
 //!
 //! With one copy of the data in the object store, acks=1 and acks=all mean
 //! the same thing here: acknowledged only after the metadata commit.
+//!
+//! On a schema-bound topic in `dlq` validation mode, a batch with invalid
+//! records is stored without them and answered as a success; the invalid
+//! records travel with it to the flusher as dead letters (see
+//! [`crate::dead_letter`]).
+
+use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
@@ -13,11 +20,14 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Pending, respond, str_bytes};
 use crate::append::{BatchOutcome, PendingBatch};
-use crate::batch;
+use crate::batch::{self, CheckedBatch};
 use crate::codec::RequestFrame;
 use crate::connection::ConnContext;
+use crate::dead_letter::{DeadLetters, DeadRecord};
+use crate::meta::TopicRecord;
 use crate::state::{KafkaError, SharedBroker, validate_topic_name};
-use crate::validation::Rejection;
+use crate::topic_config::TopicConfig;
+use crate::validation::{Mode, RecordError, Rejection};
 use tokio::sync::oneshot;
 
 /// Where one partition's answer comes from.
@@ -139,22 +149,26 @@ async fn run(
                         )));
                     }
                     Ok(batches) => {
-                        if let Some(p) = validate(&broker, topic, p.index, &batches).await {
-                            parts.push(Part::Done(p));
-                            continue;
-                        }
-                        let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-                        let records: i64 =
-                            batches.iter().map(|b| b.header.record_count as i64).sum();
+                        let batches = match validate(&broker, topic, p.index, batches).await {
+                            Ok(batches) => batches,
+                            Err(p) => {
+                                parts.push(Part::Done(p));
+                                continue;
+                            }
+                        };
+                        let bytes: usize = batches.iter().map(|(b, _)| b.bytes.len()).sum();
+                        let records: i64 = batches
+                            .iter()
+                            .map(|(b, _)| b.header.record_count as i64)
+                            .sum();
                         metrics::counter!("sluice_produce_bytes_total", "topic" => name.clone())
                             .increment(bytes as u64);
                         metrics::counter!("sluice_produce_records_total", "topic" => name.clone())
                             .increment(records as u64);
-                        if let Some(b) = batches
+                        if batches
                             .iter()
-                            .find(|b| b.header.is_transactional() || b.header.is_control())
+                            .any(|(b, _)| b.header.is_transactional() || b.header.is_control())
                         {
-                            let _ = b;
                             parts.push(Part::Done(failed(
                                 p.index,
                                 KafkaError::new(
@@ -166,11 +180,12 @@ async fn run(
                         }
                         let first = job.len();
                         let count = batches.len();
-                        job.extend(batches.into_iter().map(|b| PendingBatch {
+                        job.extend(batches.into_iter().map(|(b, dead_letters)| PendingBatch {
                             topic_id: topic.id,
                             partition: p.index,
                             header: b.header,
                             bytes: b.bytes,
+                            dead_letters,
                         }));
                         parts.push(Part::Queued {
                             index: p.index,
@@ -225,54 +240,203 @@ async fn run(
     }
 }
 
-/// Checks the batches of a schema-bound topic; `Some` is the refusal.
+/// A batch to store, with the records taken out of it, if any.
+type Checked = (CheckedBatch, Option<Arc<DeadLetters>>);
+
+/// Checks the batches of a schema-bound topic. `Ok` holds what to store: the
+/// batches as produced, or in `dlq` mode a batch without its invalid
+/// records, which travel with it as dead letters. `Err` is the partition's
+/// refusal.
 async fn validate(
     broker: &SharedBroker,
-    topic: &crate::meta::TopicRecord,
+    topic: &TopicRecord,
     index: i32,
-    batches: &[batch::CheckedBatch],
-) -> Option<PartitionProduceResponse> {
+    batches: Vec<CheckedBatch>,
+) -> Result<Vec<Checked>, PartitionProduceResponse> {
+    let mode = Mode::of(topic);
+    let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         let errors = match broker.validator.check_batch(topic, &b.bytes).await {
-            Ok(()) => continue,
+            Ok(()) => {
+                out.push((b, None));
+                continue;
+            }
             Err(Rejection::Unavailable(message)) => {
                 tracing::warn!(topic = %topic.name, %message, "cannot validate; asking the producer to retry");
-                return Some(failed(
+                return Err(failed(
                     index,
                     KafkaError::new(ResponseError::KafkaStorageError, message),
                 ));
             }
+            Err(Rejection::Batch(message)) => {
+                let error = RecordError {
+                    index: 0,
+                    message,
+                    subject: None,
+                };
+                return Err(refuse(topic, index, &b, vec![error], None));
+            }
             Err(Rejection::Invalid(errors)) => errors,
         };
-        metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.name.clone())
-            .increment(1);
-        metrics::counter!("sluice_validation_rejected_records_total", "topic" => topic.name.clone())
-            .increment(errors.len() as u64);
-        let first = &errors[0];
-        let summary = format!(
-            "{} of {} records failed validation against the topic's schema; record {}: {}",
-            errors.len(),
-            b.header.record_count,
-            first.index,
-            first.message
-        );
-        tracing::info!(topic = %topic.name, partition = index, %summary, "rejected invalid records");
-        let mut p = failed(
-            index,
-            KafkaError::new(ResponseError::InvalidRecord, summary),
-        );
-        p.record_errors = errors
-            .into_iter()
-            .map(|e| {
-                let mut r = BatchIndexAndErrorMessage::default();
-                r.batch_index = e.index;
-                r.batch_index_error_message = Some(str_bytes(e.message));
-                r
-            })
-            .collect();
-        return Some(p);
+        match &mode {
+            Mode::Reject => return Err(refuse(topic, index, &b, errors, None)),
+            Mode::DeadLetter(target) => {
+                out.push(dead_letter(broker, topic, index, target, b, errors).await?);
+            }
+        }
     }
-    None
+    Ok(out)
+}
+
+/// The INVALID_RECORD answer of reject mode, with one error per record;
+/// `note` says why a `dlq`-mode topic had to refuse instead.
+fn refuse(
+    topic: &TopicRecord,
+    index: i32,
+    b: &CheckedBatch,
+    errors: Vec<RecordError>,
+    note: Option<&str>,
+) -> PartitionProduceResponse {
+    metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.name.clone())
+        .increment(1);
+    metrics::counter!("sluice_validation_rejected_records_total", "topic" => topic.name.clone())
+        .increment(errors.len() as u64);
+    let Some(first) = errors.first() else {
+        return failed(
+            index,
+            KafkaError::new(ResponseError::InvalidRecord, note.unwrap_or_default()),
+        );
+    };
+    let mut summary = format!(
+        "{} of {} records failed validation against the topic's schema; record {}: {}",
+        errors.len(),
+        b.header.record_count,
+        first.index,
+        first.message
+    );
+    if let Some(note) = note {
+        summary = format!("{note}; {summary}");
+    }
+    tracing::info!(topic = %topic.name, partition = index, %summary, "rejected invalid records");
+    let mut p = failed(
+        index,
+        KafkaError::new(ResponseError::InvalidRecord, summary),
+    );
+    p.record_errors = errors
+        .into_iter()
+        .map(|e| {
+            let mut r = BatchIndexAndErrorMessage::default();
+            r.batch_index = e.index;
+            r.batch_index_error_message = Some(str_bytes(e.message));
+            r
+        })
+        .collect();
+    p
+}
+
+/// `dlq` mode: takes the invalid records out of `b` and binds them for the
+/// dead-letter topic `target`, which is created if missing.
+async fn dead_letter(
+    broker: &SharedBroker,
+    topic: &TopicRecord,
+    index: i32,
+    target: &str,
+    b: CheckedBatch,
+    errors: Vec<RecordError>,
+) -> Result<Checked, PartitionProduceResponse> {
+    let dlq = match dead_letter_topic(broker, topic, target).await {
+        Ok(t) => t,
+        // A misconfigured dead-letter topic will not heal by retrying: the
+        // batch is refused as in reject mode, saying why.
+        Err(e)
+            if matches!(
+                e.code,
+                ResponseError::InvalidTopicException | ResponseError::InvalidConfig
+            ) =>
+        {
+            let note = format!("dead-letter topic '{target}' cannot be used: {}", e.message);
+            return Err(refuse(topic, index, &b, errors, Some(&note)));
+        }
+        Err(e) => return Err(failed(index, e)),
+    };
+    let positions: Vec<usize> = errors
+        .iter()
+        .filter_map(|e| usize::try_from(e.index).ok())
+        .collect();
+    let split = match batch::remove_records(&b, &positions) {
+        Ok(split) => split,
+        Err(e) => {
+            let error = RecordError {
+                index: 0,
+                message: format!("cannot read the record batch: {e}"),
+                subject: None,
+            };
+            return Err(refuse(topic, index, &b, vec![error], None));
+        }
+    };
+    let mut errors = errors.into_iter();
+    let mut records = Vec::with_capacity(split.removed.len());
+    for record in split.removed {
+        // Both lists are in record order.
+        let error = errors.find(|e| usize::try_from(e.index).ok() == Some(record.index));
+        let (reason, subject) = error.map(|e| (e.message, e.subject)).unwrap_or_default();
+        records.push(DeadRecord {
+            record,
+            reason,
+            subject,
+        });
+    }
+    tracing::info!(
+        topic = %topic.name,
+        partition = index,
+        dead_letters = records.len(),
+        kept = split.kept.header.record_count,
+        dead_letter_topic = %dlq.name,
+        "invalid records go to the dead-letter topic"
+    );
+    let letters = DeadLetters {
+        topic_id: dlq.id,
+        // Records of one source partition stay in order in one partition.
+        partition: index.rem_euclid(dlq.partitions.max(1)),
+        source_topic: topic.name.clone(),
+        source_partition: index,
+        codec: b.header.compression(),
+        records,
+    };
+    Ok((split.kept, Some(Arc::new(letters))))
+}
+
+/// The dead-letter topic named `name`, created (one partition, no schema
+/// binding) when missing.
+async fn dead_letter_topic(
+    broker: &SharedBroker,
+    source: &TopicRecord,
+    name: &str,
+) -> Result<Arc<TopicRecord>, KafkaError> {
+    validate_topic_name(name)?;
+    if name == source.name {
+        return Err(KafkaError::new(
+            ResponseError::InvalidConfig,
+            "a topic cannot be its own dead-letter topic",
+        ));
+    }
+    // Read afresh rather than from the cache, which could still hold a topic
+    // deleted since; only batches with invalid records come here.
+    if let Some(t) = broker.refresh(name).await? {
+        return Ok(t);
+    }
+    match broker.create_topic(name, 1, &TopicConfig::default()).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+            broker.refresh(name).await?.ok_or_else(|| {
+                KafkaError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("dead-letter topic '{name}' was deleted while being created"),
+                )
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Combines the outcomes of one partition's batches into its answer: the

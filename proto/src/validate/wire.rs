@@ -996,6 +996,36 @@ mod tests {
     }
 
     #[test]
+    fn pattern_rules_on_the_wire_path() {
+        const TEXT: &str = r#"
+            syntax = "proto3";
+            package pat;
+            import "buf/validate/validate.proto";
+            message Code {
+              string id = 1 [(buf.validate.field).string.pattern = "^[a-z]{2}\\d$"];
+              map<string, string> labels = 2 [(buf.validate.field).map.keys.string.pattern = "^k"];
+            }
+        "#;
+        let (schema, rules, desc) = setup(TEXT, "pat.Code");
+        let code = |id: &str, key: &str| {
+            let mut m = message(&schema, "pat.Code");
+            m.set_field_by_name("id", string(id));
+            let labels = [(MapKey::String(key.to_owned()), string("v"))]
+                .into_iter()
+                .collect();
+            m.set_field_by_name("labels", Value::Map(labels));
+            m.encode_to_vec()
+        };
+        assert!(fast(&rules, &desc, &code("ab1", "key")));
+        assert!(!fast(&rules, &desc, &code("ab12", "key")));
+        assert!(!fast(&rules, &desc, &code("ab1", "nokey")));
+        // The empty default does not match, so a missing `id` is refused.
+        let empty = message(&schema, "pat.Code").encode_to_vec();
+        assert!(!fast(&rules, &desc, &empty));
+        assert!(rules.validate(&desc, &empty).is_err());
+    }
+
+    #[test]
     fn malformed_wire_data_is_a_violation() {
         let (schema, rules, desc) = setup(EDGES, "edge.Root");
         let good = edge_root(&schema).encode_to_vec();

@@ -5,6 +5,7 @@
 mod admin;
 mod bad_input;
 mod common;
+mod dead_letters;
 mod durability;
 mod groups;
 mod groups_python;
@@ -14,5 +15,6 @@ mod offsets;
 mod ops;
 mod produce_consume;
 mod python;
+mod raw;
 mod registry;
 mod retention;

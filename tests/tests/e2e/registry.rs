@@ -202,3 +202,84 @@ fn raw_protobuf_topic_is_validated_against_its_message_type() {
         "only the valid orders are stored"
     );
 }
+
+/// The `string.pattern` rule: a schema whose pattern does not compile is
+/// refused at registration with the reason; records are checked against a
+/// pattern that does.
+#[test]
+fn pattern_rule_is_compiled_at_registration_and_enforced() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseRecord, Producer};
+    use sluice_tests::orders::http;
+
+    let broker = Broker::start();
+    let registry = broker.registry_addr();
+    let register = |subject: &str, pattern: &str| {
+        let schema = format!(
+            "syntax = \"proto3\"; package shop; import \"buf/validate/validate.proto\"; \
+             message Sku {{ string code = 1 [(buf.validate.field).string.pattern = \"{pattern}\"]; }}"
+        );
+        let body = serde_json::json!({
+            "schema": schema,
+            "schemaType": "PROTOBUF",
+            "references": [{"name": "buf/validate/validate.proto",
+                            "subject": "buf/validate/validate.proto", "version": 1}],
+        })
+        .to_string();
+        http(
+            &registry,
+            "POST",
+            &format!("/subjects/{subject}/versions"),
+            Some(&body),
+        )
+        .expect("registry request")
+    };
+    let (status, body) = register("broken-value", "^[A-Z");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("42201"), "{body}");
+    assert!(body.contains("not a valid RE2 pattern"), "{body}");
+
+    let (status, body) = register("skus-value", "^[A-Z]{3}-\\\\d{4}$");
+    assert_eq!(status, 200, "{body}");
+    let id: u32 = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32;
+    broker.create_topic("skus", 1, &[]);
+    let producer = broker.producer(&[("linger.ms", "0")]);
+    let send = |code: &str| {
+        // Framing with an empty message-index list (the first message),
+        // then field 1 as a string.
+        let mut value = vec![0];
+        value.extend(id.to_be_bytes());
+        value.push(0);
+        value.extend([0x0a, code.len() as u8]);
+        value.extend(code.as_bytes());
+        producer
+            .send(BaseRecord::<(), [u8], usize>::with_opaque_to("skus", 0).payload(&value[..]))
+            .expect("enqueue");
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        let mut reports = producer.context().take();
+        assert_eq!(reports.len(), 1);
+        reports.remove(0).error
+    };
+    assert_eq!(send("ABC-1234"), None);
+    assert_eq!(
+        send("ABC-12345"),
+        Some(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidRecord
+        ))
+    );
+    // RE2's \d is ASCII: Arabic-Indic digits do not match.
+    assert_eq!(
+        send("ABC-١٢٣٤"),
+        Some(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidRecord
+        ))
+    );
+    assert_eq!(broker.watermarks("skus", 0), (0, 1));
+    let log = broker.log();
+    assert!(
+        log.contains("value does not match regex pattern"),
+        "the broker reports the violated pattern"
+    );
+}
