@@ -39,6 +39,9 @@ pub async fn run(
     let mut tables: HashMap<String, TopicTable> = HashMap::new();
     // Topics whose last round failed, and when to try them again.
     let mut failing: HashMap<String, (Instant, Duration)> = HashMap::new();
+    if let Err(e) = mark_archived_at_startup(&broker, &lake).await {
+        tracing::warn!(error = %e, "cannot bring archived batch marks up to date");
+    }
     loop {
         let started = Instant::now();
         let mut more = false;
@@ -95,6 +98,22 @@ pub async fn run(
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// Marks batches archived by a commit whose marking did not happen (the
+/// broker stopped between the two).
+async fn mark_archived_at_startup(broker: &SharedBroker, lake: &Lakehouse) -> anyhow::Result<()> {
+    for topic in broker.meta.list_topics().await? {
+        let ident = lake.ident(&topic.name);
+        // Only a table of this very topic (not of a deleted namesake).
+        if lake.table_topic_id(&topic.name).await? != Some(topic.uuid.to_string()) {
+            continue;
+        }
+        for (partition, next) in lake.catalog().progress(&ident).await? {
+            broker.meta.mark_archived(topic.id, partition, next).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The value format of a topic and a name for it that changes whenever
@@ -246,7 +265,12 @@ async fn archive_topic(
     }
     let count = rows.len();
     let started = Instant::now();
-    let table = lake.append(&table, &rows, next_offsets).await?;
+    let table = lake.append(&table, &rows, next_offsets.clone()).await?;
+    // The table now holds these offsets: fetches read them from there, and
+    // their segments can go. (Repeated at startup in case of a crash here.)
+    for (partition, next) in next_offsets {
+        broker.meta.mark_archived(topic.id, partition, next).await?;
+    }
     metrics::counter!("sluice_archived_records_total").increment(count as u64);
     metrics::histogram!("sluice_archiver_commit_seconds").record(started.elapsed().as_secs_f64());
     tracing::debug!(topic = %topic.name, records = count, "archived");

@@ -75,9 +75,14 @@ pub struct PartitionOffsets {
     pub next_offset: i64,
 }
 
+/// The segment key of batches whose records live in their topic's table.
+pub const LAKE_SEGMENT: &str = "@lake";
+
 /// Where one stored batch lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchLoc {
+    pub topic_id: i64,
+    pub partition: i32,
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
@@ -360,6 +365,8 @@ impl MetaStore {
 
     fn loc_from_row(r: &sqlx::sqlite::SqliteRow) -> BatchLoc {
         BatchLoc {
+            topic_id: r.get(9),
+            partition: r.get::<i64, _>(10) as i32,
             base_offset: r.get(0),
             last_offset: r.get(1),
             max_timestamp: r.get(2),
@@ -383,7 +390,7 @@ impl MetaStore {
         limit: i64,
     ) -> Result<Vec<BatchLoc>> {
         let rows = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size, b.topic_id, b.partition
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.base_offset >= COALESCE(
                  (SELECT MAX(base_offset) FROM batches
@@ -409,7 +416,7 @@ impl MetaStore {
         from_offset: i64,
     ) -> Result<Option<BatchLoc>> {
         let row = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size, b.topic_id, b.partition
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.max_timestamp >= $3 AND b.last_offset >= $4
              ORDER BY b.base_offset LIMIT 1",
@@ -431,7 +438,7 @@ impl MetaStore {
         from_offset: i64,
     ) -> Result<Option<BatchLoc>> {
         let row = sqlx::query(
-            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size
+            "SELECT b.base_offset, b.last_offset, b.max_timestamp, b.segment_id, s.key, b.pos, b.len, s.base, s.size, b.topic_id, b.partition
              FROM batches b JOIN segments s ON s.id = b.segment_id
              WHERE b.topic_id = $1 AND b.partition = $2 AND b.last_offset >= $3
              ORDER BY b.max_timestamp DESC, b.base_offset ASC LIMIT 1",
@@ -597,15 +604,49 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// The name of the topic with id `id`.
+    pub async fn topic_name(&self, id: i64) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT name FROM topics WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    /// Marks the batches of a partition below `next_offset` as archived:
+    /// they point at the [`LAKE_SEGMENT`] marker from then on, so their
+    /// segment can be deleted once nothing else refers to it.
+    pub async fn mark_archived(
+        &self,
+        topic_id: i64,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE batches SET segment_id = (SELECT id FROM segments WHERE key = $4)
+             WHERE topic_id = $1 AND partition = $2 AND last_offset < $3
+               AND segment_id <> (SELECT id FROM segments WHERE key = $4)",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(next_offset)
+        .bind(LAKE_SEGMENT)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Removes segment rows no batch points to and returns the object keys
     /// that no segment refers to any more.
     pub async fn collect_unreferenced_segments(&self, older_than_ms: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "DELETE FROM segments WHERE created_ms < $1
+             AND key <> $2
              AND NOT EXISTS (SELECT 1 FROM batches WHERE batches.segment_id = segments.id)
              RETURNING key",
         )
         .bind(older_than_ms)
+        .bind(LAKE_SEGMENT)
         .fetch_all(&self.pool)
         .await?;
         let mut keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();

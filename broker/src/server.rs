@@ -63,7 +63,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let registry = sluice_schema_registry::Registry::new(Arc::new(
         crate::schema_store::SqlSchemaStore::new(meta.clone()),
     ));
+    let lake = open_lakehouse(&config, &meta).await?;
     let broker = Arc::new(Broker::new(Parts {
+        lake: crate::read::LakeReader::new(lake.clone(), config.cache_bytes / 2),
         config: config.clone(),
         meta: meta.clone(),
         segments,
@@ -73,8 +75,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cluster_id: cluster_id.clone(),
         commits: commits_rx,
     }));
-
-    let lake = open_lakehouse(&config, &meta).await?;
 
     crate::http::metrics_handle();
     let http_stop = CancellationToken::new();

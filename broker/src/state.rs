@@ -25,6 +25,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Bumped after every committed append; long-polling fetches wait on it.
     pub commits: watch::Receiver<u64>,
+    /// Archived batches are read back from the topic tables.
+    pub lake: crate::read::LakeReader,
     topics: RwLock<HashMap<String, Arc<TopicRecord>>>,
 }
 
@@ -95,6 +97,7 @@ pub struct Parts {
     pub validator: Validator,
     pub cluster_id: String,
     pub commits: watch::Receiver<u64>,
+    pub lake: crate::read::LakeReader,
 }
 
 impl Broker {
@@ -108,6 +111,7 @@ impl Broker {
             validator: p.validator,
             cluster_id: p.cluster_id,
             commits: p.commits,
+            lake: p.lake,
             topics: RwLock::new(HashMap::new()),
         }
     }

@@ -313,40 +313,42 @@ impl LakeCatalog {
             .collect())
     }
 
-    /// The archived file ranges of one partition that hold offsets at or
-    /// after `offset`, in offset order.
-    pub async fn ranges_from(
+    /// The archived file ranges of one partition that may hold offsets in
+    /// `first..=last`.
+    pub async fn ranges_overlapping(
         &self,
         ident: &TableIdent,
         partition: i32,
-        offset: i64,
-        limit: i64,
+        first: i64,
+        last: i64,
     ) -> Result<Vec<FileRange>> {
         let rows = sqlx::query(
             "SELECT partition, first_offset, last_offset, file_path, first_row, row_count
              FROM lake_files
-             WHERE table_namespace = $1 AND table_name = $2 AND partition = $3 AND last_offset >= $4
-             ORDER BY first_offset LIMIT $5",
+             WHERE table_namespace = $1 AND table_name = $2 AND partition = $3
+               AND last_offset >= $4 AND first_offset <= $5
+             ORDER BY first_offset",
         )
         .bind(ns_key(ident.namespace()))
         .bind(ident.name())
         .bind(partition as i64)
-        .bind(offset)
-        .bind(limit)
+        .bind(first)
+        .bind(last)
         .fetch_all(&self.pool)
         .await
         .map_err(sql_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| FileRange {
-                partition: r.get::<i64, _>(0) as i32,
-                first_offset: r.get(1),
-                last_offset: r.get(2),
-                file_path: r.get(3),
-                first_row: r.get(4),
-                row_count: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(range_from_row).collect())
+    }
+}
+
+fn range_from_row(r: &sqlx::sqlite::SqliteRow) -> FileRange {
+    FileRange {
+        partition: r.get::<i64, _>(0) as i32,
+        first_offset: r.get(1),
+        last_offset: r.get(2),
+        file_path: r.get(3),
+        first_row: r.get(4),
+        row_count: r.get(5),
     }
 }
 

@@ -7,13 +7,16 @@
 //!   archiver's offset index committed in the same transaction.
 //! - [`table`]: creating, evolving and appending to a topic's table.
 //! - [`rest`]: the Iceberg REST catalog API over the same catalog.
+//! - [`archived`]: records read back from the Parquet files for fetches.
 
+pub mod archived;
 pub mod catalog;
 pub mod layout;
 pub mod rest;
 pub mod rows;
 pub mod table;
 
+pub use archived::{ArchiveReader, ArchivedRecord};
 pub use catalog::{ArchiveIndex, CATALOG_NAME, FileRange, LakeCatalog};
 pub use rows::{KafkaRow, ValueFormat};
 pub use table::{Lakehouse, TopicTable, table_name};

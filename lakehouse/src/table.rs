@@ -133,6 +133,21 @@ impl Lakehouse {
         Ok(TopicTable { table, format })
     }
 
+    /// The id of the topic whose records the table `topic` maps to holds,
+    /// if that table exists.
+    pub async fn table_topic_id(&self, topic: &str) -> iceberg::Result<Option<String>> {
+        let ident = self.ident(topic);
+        if !self.catalog.table_exists(&ident).await? {
+            return Ok(None);
+        }
+        let table = self.catalog.load_table(&ident).await?;
+        Ok(table
+            .metadata()
+            .properties()
+            .get(TOPIC_ID_PROPERTY)
+            .cloned())
+    }
+
     /// Drops the tables (and their files) of topics that no longer exist,
     /// as deleting a Kafka topic deletes its data. Returns the dropped names.
     pub async fn drop_orphans(&self, live_topics: &[&str]) -> iceberg::Result<Vec<TableIdent>> {
