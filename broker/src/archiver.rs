@@ -27,6 +27,12 @@ use crate::validation::VALUE_MESSAGE_TYPE;
 /// Most batches read per partition in one round; the rest waits for the
 /// next round (which starts at once when a round was full).
 const BATCHES_PER_ROUND: i64 = 2_000;
+/// Snapshots older than this are expired (time travel reaches back this
+/// far), keeping at least [`KEEP_SNAPSHOTS`], once [`EXPIRE_BATCH`] of them
+/// have aged out.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+const KEEP_SNAPSHOTS: usize = 100;
+const EXPIRE_BATCH: usize = 100;
 /// Longest wait before retrying a topic whose archiving keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -272,6 +278,26 @@ async fn archive_topic(
         broker.meta.mark_archived(topic.id, partition, next).await?;
     }
     metrics::counter!("sluice_archived_records_total").increment(count as u64);
+    let cutoff = crate::meta::unix_ms() - SNAPSHOT_MAX_AGE.as_millis() as i64;
+    let total = table.table.metadata().snapshots().len();
+    let aged = table
+        .table
+        .metadata()
+        .snapshots()
+        .filter(|s| s.timestamp_ms() < cutoff)
+        .count();
+    // In batches: one expiry commit per EXPIRE_BATCH aged snapshots.
+    let table = if total > KEEP_SNAPSHOTS && aged >= EXPIRE_BATCH {
+        match lake.expire_snapshots(&table, cutoff, KEEP_SNAPSHOTS).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(topic = %topic.name, error = %e, "snapshot expiry failed");
+                table
+            }
+        }
+    } else {
+        table
+    };
     metrics::histogram!("sluice_archiver_commit_seconds").record(started.elapsed().as_secs_f64());
     tracing::debug!(topic = %topic.name, records = count, "archived");
     tables.insert(topic.name.clone(), table);

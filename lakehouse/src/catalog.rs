@@ -23,6 +23,9 @@ use iceberg::{
 };
 use sqlx::{Row, SqlitePool};
 
+/// Iceberg's table property for deleting old metadata files on commit.
+pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
 /// The catalog name in `catalog_name` columns; engines opening the SQL
 /// catalog directly must use this name.
 pub const CATALOG_NAME: &str = "sluice";
@@ -199,8 +202,48 @@ impl LakeCatalog {
             builder = update.apply(builder)?;
         }
         let metadata = builder.build()?.metadata;
-        self.swap_metadata(ident, &old_location, metadata, index)
+        self.swap_metadata(ident, current.metadata(), &old_location, metadata, index)
             .await
+    }
+
+    /// After a commit, deletes the metadata files that fell out of the
+    /// table's metadata log (it keeps `write.metadata.previous-versions-max`
+    /// entries), when `write.metadata.delete-after-commit.enabled` is set,
+    /// as it is on topic tables: they commit every second or so and would
+    /// otherwise leave a file per commit behind.
+    async fn delete_dropped_metadata(
+        &self,
+        before: &TableMetadata,
+        old_location: &str,
+        after: &Table,
+    ) {
+        let enabled = after
+            .metadata()
+            .properties()
+            .get(DELETE_AFTER_COMMIT)
+            .is_some_and(|v| v == "true");
+        if !enabled {
+            return;
+        }
+        let kept: std::collections::HashSet<&str> = after
+            .metadata()
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.as_str())
+            .chain(after.metadata_location())
+            .collect();
+        let candidates = before
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.as_str())
+            .chain([old_location]);
+        for file in candidates {
+            if !kept.contains(file)
+                && let Err(e) = self.file_io.delete(file).await
+            {
+                tracing::debug!(file, error = %e, "cannot delete an old metadata file");
+            }
+        }
     }
 
     /// Applies `change` to the table's metadata (schema evolution, property
@@ -217,13 +260,20 @@ impl LakeCatalog {
             .clone()
             .into_builder(Some(old_location.clone()));
         let metadata = change(builder)?.build()?.metadata;
-        self.swap_metadata(ident, &old_location, metadata, &ArchiveIndex::default())
-            .await
+        self.swap_metadata(
+            ident,
+            current.metadata(),
+            &old_location,
+            metadata,
+            &ArchiveIndex::default(),
+        )
+        .await
     }
 
     async fn swap_metadata(
         &self,
         ident: &TableIdent,
+        before: &TableMetadata,
         old_location: &str,
         metadata: TableMetadata,
         index: &ArchiveIndex,
@@ -293,7 +343,10 @@ impl LakeCatalog {
             .map_err(sql_error)?;
         }
         tx.commit().await.map_err(sql_error)?;
-        self.build_table(ident.clone(), new_location, metadata)
+        let table = self.build_table(ident.clone(), new_location, metadata)?;
+        self.delete_dropped_metadata(before, old_location, &table)
+            .await;
+        Ok(table)
     }
 
     /// Next offset to archive, per partition, for a table.
@@ -654,5 +707,78 @@ impl Catalog for IndexedCommit<'_> {
     }
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
         self.catalog.commit_with_index(commit, &self.index).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Lakehouse;
+
+    async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("meta.db").display());
+        let pool = SqlitePool::connect(&url).await.unwrap();
+        let warehouse = format!("file://{}", dir.join("warehouse").display());
+        let catalog = LakeCatalog::open(pool, crate::local_file_io(), warehouse)
+            .await
+            .unwrap();
+        Lakehouse::new(catalog, "kafka").unwrap()
+    }
+
+    fn metadata_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("warehouse/kafka/t/metadata"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn old_metadata_files_are_deleted_after_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lakehouse(dir.path()).await;
+        lake.prepare("t", "id-1", None, "none").await.unwrap();
+        let ident = lake.ident("t");
+        lake.catalog()
+            .update_metadata(&ident, |b| {
+                b.set_properties(HashMap::from([(
+                    "write.metadata.previous-versions-max".to_string(),
+                    "3".to_string(),
+                )]))
+            })
+            .await
+            .unwrap();
+        for i in 0..10 {
+            lake.catalog()
+                .update_metadata(&ident, |b| {
+                    b.set_properties(HashMap::from([("n".to_string(), i.to_string())]))
+                })
+                .await
+                .unwrap();
+        }
+        // The current file plus the three the log keeps.
+        assert_eq!(metadata_files(dir.path()), 4);
+        let table = lake.catalog().load_table(&ident).await.unwrap();
+        assert_eq!(table.metadata().properties().get("n").unwrap(), "9");
+    }
+
+    #[tokio::test]
+    async fn a_table_left_by_a_deleted_topic_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lakehouse(dir.path()).await;
+        let first = lake.prepare("t", "id-1", None, "none").await.unwrap();
+        let again = lake.prepare("t", "id-1", None, "none").await.unwrap();
+        assert_eq!(first.table.metadata().uuid(), again.table.metadata().uuid());
+        let replaced = lake.prepare("t", "id-2", None, "none").await.unwrap();
+        assert_ne!(
+            first.table.metadata().uuid(),
+            replaced.table.metadata().uuid()
+        );
+        assert_eq!(lake.drop_orphans(&["t"]).await.unwrap(), vec![]);
+        assert_eq!(lake.drop_orphans(&[]).await.unwrap(), vec![ident_of(&lake)]);
+    }
+
+    fn ident_of(lake: &Lakehouse) -> TableIdent {
+        lake.ident("t")
     }
 }

@@ -211,6 +211,10 @@ impl Lakehouse {
                     "write.parquet.compression-codec".to_string(),
                     "zstd".to_string(),
                 ),
+                (
+                    crate::catalog::DELETE_AFTER_COMMIT.to_string(),
+                    "true".to_string(),
+                ),
             ]))
             .build();
         let table = self.catalog.create_table(&self.namespace, creation).await?;
@@ -284,6 +288,54 @@ impl Lakehouse {
             .set_snapshot_properties(HashMap::from([(OFFSETS_SUMMARY.to_string(), summary)]))
             .apply(tx)?;
         let table = tx.commit(&commit).await?;
+        Ok(TopicTable {
+            table,
+            format: topic.format.clone(),
+        })
+    }
+}
+
+impl Lakehouse {
+    /// Expires snapshots older than `older_than_ms` (keeping at least
+    /// `retain_last`) and deletes their manifest lists. Data files stay:
+    /// topic tables are only appended to, so every data file is still in
+    /// the current snapshot.
+    pub async fn expire_snapshots(
+        &self,
+        topic: &TopicTable,
+        older_than_ms: i64,
+        retain_last: usize,
+    ) -> iceberg::Result<TopicTable> {
+        let before: HashMap<i64, String> = topic
+            .table
+            .metadata()
+            .snapshots()
+            .map(|s| (s.snapshot_id(), s.manifest_list().to_string()))
+            .collect();
+        let tx = Transaction::new(&topic.table);
+        let tx = tx
+            .expire_snapshots()
+            .expire_older_than_ms(older_than_ms)
+            .retain_last(retain_last)
+            .apply(tx)?;
+        let table = tx.commit(&self.catalog).await?;
+        let kept: std::collections::HashSet<i64> = table
+            .metadata()
+            .snapshots()
+            .map(|s| s.snapshot_id())
+            .collect();
+        let mut expired = 0;
+        for (id, manifest_list) in before {
+            if !kept.contains(&id) {
+                expired += 1;
+                if let Err(e) = table.file_io().delete(&manifest_list).await {
+                    tracing::debug!(manifest_list, error = %e, "cannot delete an expired manifest list");
+                }
+            }
+        }
+        if expired > 0 {
+            tracing::debug!(table = %table.identifier(), expired, "snapshots expired");
+        }
         Ok(TopicTable {
             table,
             format: topic.format.clone(),
