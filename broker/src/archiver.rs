@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sluice_lakehouse::table::Partitioning;
 use sluice_lakehouse::{KafkaRow, Lakehouse, TopicTable, ValueFormat};
 use sluice_schema_registry::RegistryError;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ use crate::batch;
 use crate::meta::TopicRecord;
 use crate::state::SharedBroker;
 use crate::validation::VALUE_MESSAGE_TYPE;
+
+/// Topic config: how the topic's table is partitioned.
+pub const TABLE_PARTITIONING: &str = "sluice.table.partitioning";
 
 /// Most batches read per partition in one round; the rest waits for the
 /// next round (which starts at once when a round was full).
@@ -177,18 +181,27 @@ async fn archive_topic(
     tables: &mut HashMap<String, TopicTable>,
 ) -> anyhow::Result<bool> {
     let (format, source) = value_format(broker, topic).await?;
+    let partitioning = Partitioning::parse(topic.config.get(TABLE_PARTITIONING))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let layout_source = format!("{source}|{}", partitioning.name());
     let cached = tables.get(&topic.name).filter(|t| {
         t.table
             .metadata()
             .properties()
             .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
-            == Some(&source)
+            == Some(&layout_source)
     });
     let table = match cached {
         Some(t) => t.clone(),
         None => {
-            lake.prepare(&topic.name, &topic.uuid.to_string(), format, &source)
-                .await?
+            lake.prepare(
+                &topic.name,
+                &topic.uuid.to_string(),
+                format,
+                &source,
+                partitioning,
+            )
+            .await?
         }
     };
     let ident = lake.ident(&topic.name);

@@ -121,6 +121,13 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         enforced: true,
     },
     ConfigKey {
+        name: crate::archiver::TABLE_PARTITIONING,
+        default: "day",
+        kind: KIND_STRING,
+        doc: "Partitioning of the topic's Iceberg table by kafka_timestamp: day, hour, month, year or none. A change applies to files written afterwards.",
+        enforced: true,
+    },
+    ConfigKey {
         name: "unclean.leader.election.enable",
         default: "false",
         kind: KIND_BOOLEAN,
@@ -168,6 +175,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         crate::validation::VALIDATION_MODE if value != "reject" && value != "dlq" => Err(format!(
             "{name} '{value}' is not supported; use 'reject' or 'dlq'"
         )),
+        crate::archiver::TABLE_PARTITIONING => {
+            sluice_lakehouse::table::Partitioning::parse(value).map(|_| ())
+        }
         crate::validation::DLQ_TOPIC if !value.is_empty() => {
             crate::state::validate_topic_name(value).map_err(|e| format!("{name}: {}", e.message))
         }

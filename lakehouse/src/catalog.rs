@@ -713,7 +713,7 @@ impl Catalog for IndexedCommit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Lakehouse;
+    use crate::table::{Lakehouse, Partitioning};
 
     async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
         let url = format!("sqlite://{}?mode=rwc", dir.join("meta.db").display());
@@ -737,7 +737,9 @@ mod tests {
     async fn old_metadata_files_are_deleted_after_commits() {
         let dir = tempfile::tempdir().unwrap();
         let lake = lakehouse(dir.path()).await;
-        lake.prepare("t", "id-1", None, "none").await.unwrap();
+        lake.prepare("t", "id-1", None, "none", Partitioning::Day)
+            .await
+            .unwrap();
         let ident = lake.ident("t");
         lake.catalog()
             .update_metadata(&ident, |b| {
@@ -766,10 +768,19 @@ mod tests {
     async fn a_table_left_by_a_deleted_topic_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let lake = lakehouse(dir.path()).await;
-        let first = lake.prepare("t", "id-1", None, "none").await.unwrap();
-        let again = lake.prepare("t", "id-1", None, "none").await.unwrap();
+        let first = lake
+            .prepare("t", "id-1", None, "none", Partitioning::Day)
+            .await
+            .unwrap();
+        let again = lake
+            .prepare("t", "id-1", None, "none", Partitioning::Day)
+            .await
+            .unwrap();
         assert_eq!(first.table.metadata().uuid(), again.table.metadata().uuid());
-        let replaced = lake.prepare("t", "id-2", None, "none").await.unwrap();
+        let replaced = lake
+            .prepare("t", "id-2", None, "none", Partitioning::Day)
+            .await
+            .unwrap();
         assert_ne!(
             first.table.metadata().uuid(),
             replaced.table.metadata().uuid()

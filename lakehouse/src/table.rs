@@ -28,9 +28,66 @@ use crate::catalog::{ArchiveIndex, FileRange, IndexedCommit, LakeCatalog};
 use crate::layout::{self, FIELD_IDS_PROPERTY, FieldIds};
 use crate::rows::{KafkaRow, ValueFormat, to_record_batch};
 
-/// Table property naming the schema the table's columns were derived from
-/// (subject version id, or `none`), so a new version triggers evolution.
-pub const SOURCE_SCHEMA_PROPERTY: &str = "sluice.source-schema";
+/// Table property naming what the table's layout was derived from (the
+/// subject's schema id and the partitioning, or `none`), so a new schema
+/// version or partitioning triggers evolution.
+pub const SOURCE_SCHEMA_PROPERTY: &str = "sluice.layout-source";
+
+/// How a topic table is partitioned: by a time transform of
+/// `kafka_timestamp`, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioning {
+    None,
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+impl Partitioning {
+    /// Parses the topic config value (`day`, `hour`, `month`, `year`, `none`).
+    pub fn parse(value: &str) -> Result<Partitioning, String> {
+        Ok(match value {
+            "none" => Partitioning::None,
+            "year" => Partitioning::Year,
+            "month" => Partitioning::Month,
+            "day" => Partitioning::Day,
+            "hour" => Partitioning::Hour,
+            other => {
+                return Err(format!(
+                    "unknown table partitioning '{other}'; use day, hour, month, year or none"
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Partitioning::None => "none",
+            Partitioning::Year => "year",
+            Partitioning::Month => "month",
+            Partitioning::Day => "day",
+            Partitioning::Hour => "hour",
+        }
+    }
+
+    fn spec(self) -> iceberg::Result<UnboundPartitionSpec> {
+        let transform = match self {
+            Partitioning::None => return Ok(UnboundPartitionSpec::builder().build()),
+            Partitioning::Year => Transform::Year,
+            Partitioning::Month => Transform::Month,
+            Partitioning::Day => Transform::Day,
+            Partitioning::Hour => Transform::Hour,
+        };
+        Ok(UnboundPartitionSpec::builder()
+            .add_partition_field(
+                layout::ID_TIMESTAMP,
+                format!("kafka_timestamp_{}", self.name()),
+                transform,
+            )?
+            .build())
+    }
+}
 /// Table property naming the Kafka topic the table holds.
 pub const TOPIC_PROPERTY: &str = "sluice.topic";
 /// Table property holding the topic's id: a table left by a deleted topic
@@ -79,16 +136,19 @@ impl Lakehouse {
         TableIdent::new(self.namespace.clone(), table_name(topic))
     }
 
-    /// Loads the topic's table, creating it or evolving its schema so that
-    /// it matches `format` (identified by `source`, e.g. the subject's
-    /// latest schema id). `topic_id` tells apart topics that reuse a name.
+    /// Loads the topic's table, creating it or evolving its schema and
+    /// partition spec so that it matches `format` (identified by `source`,
+    /// e.g. the subject's latest schema id) and `partitioning`. `topic_id`
+    /// tells apart topics that reuse a name.
     pub async fn prepare(
         &self,
         topic: &str,
         topic_id: &str,
         format: Option<ValueFormat>,
         source: &str,
+        partitioning: Partitioning,
     ) -> iceberg::Result<TopicTable> {
+        let source = &format!("{source}|{}", partitioning.name());
         let ident = self.ident(topic);
         let mut existing = None;
         if self.catalog.table_exists(&ident).await? {
@@ -103,7 +163,7 @@ impl Lakehouse {
         }
         let table = match existing {
             Some(t) => t,
-            None => self.create(topic, topic_id, &ident).await?,
+            None => self.create(topic, topic_id, &ident, partitioning).await?,
         };
         let props = table.metadata().properties();
         if props.get(SOURCE_SCHEMA_PROPERTY).map(String::as_str) == Some(source) {
@@ -121,12 +181,27 @@ impl Lakehouse {
             (FIELD_IDS_PROPERTY.to_string(), ids.to_property()),
             (SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string()),
         ]);
+        let spec = partitioning.spec()?;
+        let same_spec = {
+            let current = table.metadata().default_partition_spec();
+            current.fields().len() == spec.fields().len()
+                && current
+                    .fields()
+                    .iter()
+                    .zip(spec.fields())
+                    .all(|(a, b)| a.source_id == b.source_id && a.transform == b.transform)
+        };
         let table = self
             .catalog
             .update_metadata(&ident, |builder| {
-                builder
+                let builder = builder
                     .add_current_schema(schema)?
-                    .set_properties(properties)
+                    .set_properties(properties)?;
+                if same_spec {
+                    Ok(builder)
+                } else {
+                    builder.add_default_partition_spec(spec)
+                }
             })
             .await?;
         tracing::info!(topic, table = %ident, source, "table schema updated");
@@ -172,6 +247,7 @@ impl Lakehouse {
         topic: &str,
         topic_id: &str,
         ident: &TableIdent,
+        partitioning: Partitioning,
     ) -> iceberg::Result<Table> {
         // Created with the three required Kafka columns only; `prepare`
         // then adds the full layout with its own field ids.
@@ -197,9 +273,7 @@ impl Lakehouse {
                 .into(),
             ])
             .build()?;
-        let spec = UnboundPartitionSpec::builder()
-            .add_partition_field(layout::ID_TIMESTAMP, "kafka_timestamp_day", Transform::Day)?
-            .build();
+        let spec = partitioning.spec()?;
         let creation = TableCreation::builder()
             .name(ident.name().to_string())
             .schema(schema)

@@ -336,7 +336,7 @@ fn archived_records_are_served_from_the_table() {
         "--retention-check-secs",
         "1",
     ]);
-    broker.create_topic("lake-plain", 3, &[]);
+    broker.create_topic("lake-plain", 3, &[("sluice.table.partitioning", "hour")]);
     let expected = produce_generated(
         &broker,
         "lake-plain",
@@ -346,6 +346,23 @@ fn archived_records_are_served_from_the_table() {
         &[("compression.type", "zstd")],
     );
     wait_for_table_rows(&broker, "lake_plain", 3_000);
+    let (_, body) = http(
+        &broker.http_addr(),
+        "GET",
+        "/v1/namespaces/kafka/tables/lake_plain",
+        None,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let default_spec = v["metadata"]["default-spec-id"].clone();
+    let spec = v["metadata"]["partition-specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["spec-id"] == default_spec)
+        .unwrap()
+        .clone();
+    assert_eq!(spec["fields"][0]["transform"], "hour", "{spec}");
 
     // A restart starts a new segment file; the old one only holds archived
     // batches now, so retention's clean-up deletes it.
