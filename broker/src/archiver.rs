@@ -37,6 +37,8 @@ const BATCHES_PER_ROUND: i64 = 2_000;
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 const KEEP_SNAPSHOTS: usize = 100;
 const EXPIRE_BATCH: usize = 100;
+/// How often each table is compacted (and emptied files are removed).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest wait before retrying a topic whose archiving keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -49,6 +51,8 @@ pub async fn run(
     let mut tables: HashMap<String, TopicTable> = HashMap::new();
     // Topics whose last round failed, and when to try them again.
     let mut failing: HashMap<String, (Instant, Duration)> = HashMap::new();
+    // When each topic's table was last compacted.
+    let mut maintained: HashMap<String, Instant> = HashMap::new();
     if let Err(e) = mark_archived_at_startup(&broker, &lake).await {
         tracing::warn!(error = %e, "cannot bring archived batch marks up to date");
     }
@@ -75,6 +79,21 @@ pub async fn run(
                         Ok(full) => {
                             more |= full;
                             failing.remove(&topic.name);
+                            let due = maintained
+                                .get(&topic.name)
+                                .is_none_or(|t| t.elapsed() >= MAINTENANCE_INTERVAL);
+                            if due && !full {
+                                maintained.insert(topic.name.clone(), Instant::now());
+                                match crate::maintenance::compact(&broker, &lake, &topic).await {
+                                    // The cached table is stale now.
+                                    Ok(_) => {
+                                        tables.remove(&topic.name);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(topic = %topic.name, error = %e, "table compaction failed")
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             metrics::counter!("sluice_archiver_errors_total").increment(1);

@@ -1,5 +1,6 @@
-//! Operator commands: `sluice topics …` and `sluice groups …`. They speak the
-//! Kafka protocol to a running broker, like any other admin tool.
+//! Operator commands: `sluice topics …` and `sluice groups …` speak the
+//! Kafka protocol to a running broker, like any other admin tool;
+//! `sluice table …` asks the broker's HTTP address for table maintenance.
 
 use std::collections::BTreeMap;
 
@@ -455,5 +456,105 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
             ));
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpTarget {
+    /// A broker's HTTP address (`--http-addr` of `sluice serve`).
+    #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "127.0.0.1:8181")]
+    pub http: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCmd {
+    /// Rewrite a topic table's small files into larger ones, and remove
+    /// files whose records retention deleted.
+    Compact {
+        topic: String,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
+    /// Expire a topic table's old snapshots and delete the files only they
+    /// referred to.
+    Expire {
+        topic: String,
+        /// Snapshots older than this many seconds are expired.
+        #[arg(long, default_value_t = 900)]
+        max_age_secs: u64,
+        /// At least this many recent snapshots are kept.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
+}
+
+/// One HTTP/1.1 POST without a client library; returns (status, body).
+async fn http_post(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot reach the broker's HTTP address {addr}: {e} (set --http)")
+    })?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let raw = String::from_utf8_lossy(&raw);
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
+    let (addr, path, topic) = match &cmd {
+        TableCmd::Compact { topic, target } => (
+            &target.http,
+            format!("/admin/tables/{topic}/compact"),
+            topic,
+        ),
+        TableCmd::Expire {
+            topic,
+            max_age_secs,
+            keep,
+            target,
+        } => (
+            &target.http,
+            format!("/admin/tables/{topic}/expire?max_age_secs={max_age_secs}&keep={keep}"),
+            topic,
+        ),
+    };
+    eprintln!("working on the table of {topic}…");
+    let (status, body) = http_post(addr, &path).await?;
+    if status != 200 {
+        bail!("the broker answered HTTP {status}: {}", body.trim());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("unexpected answer from the broker: {e}"))?;
+    let field = |k: &str| v[k].as_u64().unwrap_or(0).to_string();
+    let rows: Vec<Vec<String>> = match cmd {
+        TableCmd::Compact { .. } => vec![
+            vec!["data files before".into(), field("files_before")],
+            vec!["small files rewritten".into(), field("files_removed")],
+            vec!["files written".into(), field("files_added")],
+            vec!["rows rewritten".into(), field("rows_rewritten")],
+            vec![
+                "files removed by retention".into(),
+                field("files_dropped_by_retention"),
+            ],
+        ],
+        TableCmd::Expire { .. } => vec![
+            vec!["snapshots before".into(), field("snapshots_before")],
+            vec!["snapshots after".into(), field("snapshots_after")],
+        ],
+    };
+    println!("table of topic {topic}");
+    print!("{}", table(&["", "COUNT"], &rows));
     Ok(())
 }

@@ -1,16 +1,19 @@
 //! The operations HTTP endpoint on `--http-addr`: `/healthz` (the process is
 //! up), `/readyz` (the metadata store answers) and `/metrics` (Prometheus
-//! text). The Iceberg REST catalog and SQL will live here too.
+//! text), and table maintenance on demand (`POST /admin/tables/{topic}/compact`
+//! and `/expire`). The Iceberg REST catalog is merged in by the server.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,8 @@ pub fn router(broker: SharedBroker) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .route("/admin/tables/{topic}/compact", post(compact_table))
+        .route("/admin/tables/{topic}/expire", post(expire_table))
         .with_state(Ctx {
             broker,
             metrics: metrics_handle(),
@@ -68,6 +73,51 @@ async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
             "metadata store did not answer within 2 s\n".into(),
         ),
     }
+}
+
+/// Query of `POST /admin/tables/{topic}/expire`.
+#[derive(serde::Deserialize)]
+struct ExpireQuery {
+    /// Snapshots older than this many seconds go (default 900).
+    max_age_secs: Option<u64>,
+    /// At least this many snapshots stay (default 1).
+    keep: Option<usize>,
+}
+
+type AdminResult = Result<Json<crate::maintenance::Outcome>, (StatusCode, String)>;
+
+async fn admin_topic(
+    ctx: &Ctx,
+    topic: &str,
+) -> Result<crate::meta::TopicRecord, (StatusCode, String)> {
+    match ctx.broker.meta.topic(topic).await {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err((StatusCode::NOT_FOUND, format!("no topic '{topic}'\n"))),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
+    }
+}
+
+async fn compact_table(State(ctx): State<Ctx>, Path(topic): Path<String>) -> AdminResult {
+    let topic = admin_topic(&ctx, &topic).await?;
+    let lake = ctx.broker.lake.lakehouse().clone();
+    crate::maintenance::compact(&ctx.broker, &lake, &topic)
+        .await
+        .map(Json)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")))
+}
+
+async fn expire_table(
+    State(ctx): State<Ctx>,
+    Path(topic): Path<String>,
+    Query(q): Query<ExpireQuery>,
+) -> AdminResult {
+    let topic = admin_topic(&ctx, &topic).await?;
+    let lake = ctx.broker.lake.lakehouse().clone();
+    let max_age = Duration::from_secs(q.max_age_secs.unwrap_or(900));
+    crate::maintenance::expire(&lake, &topic, max_age, q.keep.unwrap_or(1))
+        .await
+        .map(Json)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")))
 }
 
 async fn render_metrics(State(ctx): State<Ctx>) -> String {

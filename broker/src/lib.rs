@@ -19,6 +19,7 @@ pub mod dead_letter;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod maintenance;
 pub mod meta;
 pub mod objects;
 pub mod read;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use sluice_broker::cli::{GroupsCmd, TopicsCmd};
+use sluice_broker::cli::{GroupsCmd, TableCmd, TopicsCmd};
 use sluice_broker::config::{Config, ServeArgs};
 
 #[derive(Parser)]
@@ -34,6 +34,9 @@ enum Command {
     /// Inspect consumer groups (members, committed offsets, lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Maintain topic tables (compaction, snapshot expiry).
+    #[command(subcommand)]
+    Table(TableCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
+            Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
         }
     });
     match result {

@@ -22,6 +22,11 @@ pub struct LakeReader {
 }
 
 impl LakeReader {
+    /// The topic tables.
+    pub fn lakehouse(&self) -> &Arc<Lakehouse> {
+        &self.lake
+    }
+
     pub fn new(lake: Arc<Lakehouse>, cache_bytes: u64) -> LakeReader {
         LakeReader {
             archive: ArchiveReader::new(lake.catalog().clone(), cache_bytes),

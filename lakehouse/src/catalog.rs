@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS lake_files (
     row_count INTEGER NOT NULL,
     PRIMARY KEY (table_namespace, table_name, partition, first_offset)
 );
+CREATE TABLE IF NOT EXISTS lake_garbage (
+    table_namespace TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    file_path TEXT NOT NULL,
+    removed_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (table_namespace, table_name, file_path)
+);
 CREATE TABLE IF NOT EXISTS lake_progress (
     table_namespace TEXT NOT NULL,
     table_name TEXT NOT NULL,
@@ -80,12 +87,18 @@ pub struct FileRange {
     pub row_count: i64,
 }
 
-/// What an archiver commit records beside the table update.
+/// What a commit records in the offset index beside the table update.
 #[derive(Debug, Clone, Default)]
 pub struct ArchiveIndex {
+    /// Offsets the commit's new files hold.
     pub ranges: Vec<FileRange>,
     /// partition → next offset to archive after this commit.
     pub progress: Vec<(i32, i64)>,
+    /// Data files the commit removes (compaction, retention): out of the
+    /// index at once, deleted from storage once no snapshot refers to them.
+    pub removed_files: Vec<String>,
+    /// The removing snapshot's timestamp.
+    pub removed_at_ms: i64,
 }
 
 #[derive(Clone)]
@@ -309,6 +322,28 @@ impl LakeCatalog {
             )
             .with_retryable(true));
         }
+        for path in &index.removed_files {
+            sqlx::query(
+                "DELETE FROM lake_files WHERE table_namespace = $1 AND table_name = $2 AND file_path = $3",
+            )
+            .bind(&ns)
+            .bind(ident.name())
+            .bind(path)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO lake_garbage (table_namespace, table_name, file_path, removed_at_ms)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&ns)
+            .bind(ident.name())
+            .bind(path)
+            .bind(index.removed_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        }
         for r in &index.ranges {
             sqlx::query(
                 "INSERT INTO lake_files (table_namespace, table_name, partition, first_offset,
@@ -364,6 +399,56 @@ impl LakeCatalog {
             .iter()
             .map(|r| (r.get::<i64, _>(0) as i32, r.get::<i64, _>(1)))
             .collect())
+    }
+
+    /// Data files all of whose rows are below their partition's log start.
+    pub async fn files_below(
+        &self,
+        ident: &TableIdent,
+        log_starts: &HashMap<i32, i64>,
+    ) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT file_path, partition, MAX(last_offset) FROM lake_files
+             WHERE table_namespace = $1 AND table_name = $2 GROUP BY file_path, partition",
+        )
+        .bind(ns_key(ident.namespace()))
+        .bind(ident.name())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        let mut keep = std::collections::HashSet::new();
+        let mut all = std::collections::HashSet::new();
+        for r in &rows {
+            let path: String = r.get(0);
+            let partition = r.get::<i64, _>(1) as i32;
+            let last: i64 = r.get(2);
+            if last >= log_starts.get(&partition).copied().unwrap_or(0) {
+                keep.insert(path.clone());
+            }
+            all.insert(path);
+        }
+        Ok(all.difference(&keep).cloned().collect())
+    }
+
+    /// Takes (and forgets) the removed data files that no snapshot at or
+    /// after `oldest_snapshot_ms` refers to.
+    pub async fn take_garbage(
+        &self,
+        ident: &TableIdent,
+        oldest_snapshot_ms: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "DELETE FROM lake_garbage
+             WHERE table_namespace = $1 AND table_name = $2 AND removed_at_ms <= $3
+             RETURNING file_path",
+        )
+        .bind(ns_key(ident.namespace()))
+        .bind(ident.name())
+        .bind(oldest_snapshot_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// The archived file ranges of one partition that may hold offsets in
@@ -597,6 +682,7 @@ impl Catalog for LakeCatalog {
             "DELETE FROM iceberg_tables WHERE catalog_name = $3 AND table_namespace = $1 AND table_name = $2",
             "DELETE FROM lake_files WHERE table_namespace = $1 AND table_name = $2 AND $3 IS NOT NULL",
             "DELETE FROM lake_progress WHERE table_namespace = $1 AND table_name = $2 AND $3 IS NOT NULL",
+            "DELETE FROM lake_garbage WHERE table_namespace = $1 AND table_name = $2 AND $3 IS NOT NULL",
         ] {
             sqlx::query(sql)
                 .bind(&ns)

@@ -8,10 +8,12 @@
 //! - [`table`]: creating, evolving and appending to a topic's table.
 //! - [`rest`]: the Iceberg REST catalog API over the same catalog.
 //! - [`archived`]: records read back from the Parquet files for fetches.
+//! - [`maintenance`]: compaction and removal of files retention emptied.
 
 pub mod archived;
 pub mod catalog;
 pub mod layout;
+pub mod maintenance;
 pub mod rest;
 pub mod rows;
 pub mod table;

@@ -208,6 +208,19 @@ impl Lakehouse {
         Ok(TopicTable { table, format })
     }
 
+    /// The topic's table as it is now, if it exists (for maintenance; the
+    /// value format is not needed there).
+    pub async fn load(&self, topic: &str) -> iceberg::Result<Option<TopicTable>> {
+        let ident = self.ident(topic);
+        if !self.catalog.table_exists(&ident).await? {
+            return Ok(None);
+        }
+        Ok(Some(TopicTable {
+            table: self.catalog.load_table(&ident).await?,
+            format: None,
+        }))
+    }
+
     /// The id of the topic whose records the table `topic` maps to holds,
     /// if that table exists.
     pub async fn table_topic_id(&self, topic: &str) -> iceberg::Result<Option<String>> {
@@ -315,42 +328,17 @@ impl Lakehouse {
         if !rows.is_empty() {
             let batch = to_record_batch(&arrow_schema, topic.format.as_ref(), rows)
                 .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
-            let spec = metadata.default_partition_spec().clone();
-            let splitter =
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?;
-            let location = DefaultLocationGenerator::new(metadata)?;
-            let names = DefaultFileNameGenerator::new(
-                format!("{}", uuid::Uuid::new_v4()),
-                None,
-                DataFileFormat::Parquet,
-            );
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
-            for (key, part) in splitter.split(&batch)? {
-                let parquet = ParquetWriterBuilder::new(props.clone(), schema.clone());
-                let rolling = RollingFileWriterBuilder::new(
-                    parquet,
-                    usize::MAX,
-                    table.file_io().clone(),
-                    location.clone(),
-                    names.clone(),
-                );
-                let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
-                writer.write(part.clone()).await?;
-                let files = writer.close().await?;
-                let [file] = <[DataFile; 1]>::try_from(files).map_err(|files| {
-                    iceberg::Error::new(
-                        iceberg::ErrorKind::Unexpected,
-                        format!("expected one data file per partition, got {}", files.len()),
-                    )
-                })?;
-                ranges.extend(file_ranges(&part, file.file_path()));
+            for (file, file_ranges) in self.write_files(table, &batch).await? {
+                ranges.extend(file_ranges);
                 data_files.push(file);
             }
         }
         let summary = offsets_summary(&ranges);
-        let index = ArchiveIndex { ranges, progress };
+        let index = ArchiveIndex {
+            ranges,
+            progress,
+            ..Default::default()
+        };
         let commit = IndexedCommit {
             catalog: &self.catalog,
             index,
@@ -370,6 +358,53 @@ impl Lakehouse {
 }
 
 impl Lakehouse {
+    /// Writes `batch` (rows in the table's current schema, sorted by Kafka
+    /// partition and offset) as Parquet data files, one per table
+    /// partition, and returns each with the offsets it holds.
+    pub(crate) async fn write_files(
+        &self,
+        table: &Table,
+        batch: &arrow_array::RecordBatch,
+    ) -> iceberg::Result<Vec<(DataFile, Vec<FileRange>)>> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
+        let splitter =
+            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?;
+        let location = DefaultLocationGenerator::new(metadata)?;
+        let names = DefaultFileNameGenerator::new(
+            format!("{}", uuid::Uuid::new_v4()),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let mut out = Vec::new();
+        for (key, part) in splitter.split(batch)? {
+            let parquet = ParquetWriterBuilder::new(props.clone(), schema.clone());
+            let rolling = RollingFileWriterBuilder::new(
+                parquet,
+                usize::MAX,
+                table.file_io().clone(),
+                location.clone(),
+                names.clone(),
+            );
+            let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
+            writer.write(part.clone()).await?;
+            let files = writer.close().await?;
+            let [file] = <[DataFile; 1]>::try_from(files).map_err(|files| {
+                iceberg::Error::new(
+                    iceberg::ErrorKind::Unexpected,
+                    format!("expected one data file per partition, got {}", files.len()),
+                )
+            })?;
+            let ranges = file_ranges(&part, file.file_path());
+            out.push((file, ranges));
+        }
+        Ok(out)
+    }
+
     /// Expires snapshots older than `older_than_ms` (keeping at least
     /// `retain_last`) and deletes their manifest lists. Data files stay:
     /// topic tables are only appended to, so every data file is still in
@@ -409,6 +444,19 @@ impl Lakehouse {
         }
         if expired > 0 {
             tracing::debug!(table = %table.identifier(), expired, "snapshots expired");
+        }
+        // Files removed by compaction or retention go once no remaining
+        // snapshot can read them.
+        if let Some(oldest) = table.metadata().snapshots().map(|s| s.timestamp_ms()).min() {
+            for path in self
+                .catalog
+                .take_garbage(table.identifier(), oldest)
+                .await?
+            {
+                if let Err(e) = table.file_io().delete(&path).await {
+                    tracing::debug!(path, error = %e, "cannot delete a removed data file");
+                }
+            }
         }
         Ok(TopicTable {
             table,
