@@ -489,3 +489,76 @@ fn compaction_keeps_rows_and_kafka_reads() {
     let got = read_all(&broker, "lake-small", 2, Duration::from_secs(60));
     assert_same_log(&got, &expected);
 }
+
+fn sluice_cli(args: &[&str]) -> String {
+    let out = sluice_tests::run_with_timeout(
+        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args(args),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    expect_success(&format!("sluice {}", args.join(" ")), &out)
+}
+
+/// Retention deletes table data too: once retention has removed a topic's
+/// old records, maintenance drops the data files that held only them.
+#[test]
+fn retention_removes_table_files() {
+    let broker = Broker::start_with(&[
+        "--table-commit-interval-ms",
+        "100",
+        "--retention-check-secs",
+        "1",
+    ]);
+    broker.create_topic("lake-ret", 1, &[]);
+    let old_ts = sluice_tests::now_ms() - 2 * 3_600_000;
+    let old: Vec<sluice_tests::Rec> = (0..10)
+        .map(|i| crate::common::gen_record(44, i, 1, old_ts))
+        .collect();
+    let producer = broker.producer(crate::common::SAFE_PRODUCER);
+    let reports = crate::common::produce_all(&producer, "lake-ret", &old, Duration::from_secs(30));
+    crate::common::assert_all_acked(&reports, old.len());
+    wait_for_table_rows(&broker, "lake_ret", 10);
+    let new: Vec<sluice_tests::Rec> = (10..15)
+        .map(|i| crate::common::gen_record(44, i, 1, sluice_tests::now_ms()))
+        .collect();
+    let reports = crate::common::produce_all(&producer, "lake-ret", &new, Duration::from_secs(30));
+    crate::common::assert_all_acked(&reports, new.len());
+    wait_for_table_rows(&broker, "lake_ret", 15);
+
+    let bootstrap = broker.bootstrap();
+    sluice_cli(&[
+        "topics",
+        "alter-config",
+        "lake-ret",
+        "--set",
+        "retention.ms=3600000",
+        "-b",
+        &bootstrap,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.watermarks("lake-ret", 0).0 < 10 {
+        assert!(Instant::now() < deadline, "retention did not run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stdout = sluice_cli(&[
+        "table",
+        "compact",
+        "lake-ret",
+        "--http",
+        &broker.http_addr(),
+    ]);
+    let removed = stdout
+        .lines()
+        .find(|l| l.starts_with("files removed by retention"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(removed.is_some_and(|n| n >= 1), "{stdout}");
+    assert_eq!(
+        current_summary(&broker, "lake_ret")["total-records"],
+        "5",
+        "only the records retention kept remain in the table"
+    );
+    let got = read_all(&broker, "lake-ret", 1, Duration::from_secs(30));
+    assert_eq!(got.get(&0).map(Vec::len), Some(5));
+}
