@@ -39,6 +39,9 @@ const KEEP_SNAPSHOTS: usize = 100;
 const EXPIRE_BATCH: usize = 100;
 /// How often each table is compacted (and emptied files are removed).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+/// Most batch bytes one round reads for one topic (bounds the archiver's
+/// memory and the size of one commit's files).
+const BYTES_PER_ROUND: usize = 64 * 1024 * 1024;
 /// Longest wait before retrying a topic whose archiving keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -229,6 +232,7 @@ async fn archive_topic(
     let mut stored = Vec::new();
     let mut next_offsets = Vec::new();
     let mut full = false;
+    let mut loaded = 0usize;
     for partition in 0..topic.partitions {
         let Some(offsets) = broker.meta.partition_offsets(topic.id, partition).await? else {
             continue;
@@ -248,6 +252,12 @@ async fn archive_topic(
         full |= locs.len() as i64 == BATCHES_PER_ROUND;
         let mut next = from;
         for loc in locs.iter().filter(|l| l.last_offset >= from) {
+            if loaded >= BYTES_PER_ROUND {
+                // The rest waits for the next round, which starts at once.
+                full = true;
+                break;
+            }
+            loaded += loc.len as usize;
             let mut buf = Vec::with_capacity(loc.len as usize);
             crate::read::append_batch(broker, loc, &mut buf)
                 .await

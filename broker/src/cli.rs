@@ -491,13 +491,14 @@ pub enum TableCmd {
 }
 
 /// One HTTP/1.1 POST without a client library; returns (status, body).
-async fn http_post(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot reach the broker's HTTP address {addr}: {e} (set --http)")
     })?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
@@ -531,7 +532,7 @@ pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
         ),
     };
     eprintln!("working on the table of {topic}…");
-    let (status, body) = http_post(addr, &path).await?;
+    let (status, body) = http_post(addr, &path, "").await?;
     if status != 200 {
         bail!("the broker answered HTTP {status}: {}", body.trim());
     }
@@ -556,5 +557,43 @@ pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
     };
     println!("table of topic {topic}");
     print!("{}", table(&["", "COUNT"], &rows));
+    Ok(())
+}
+
+/// `sluice sql`: runs a read-only query over the topic tables on a running
+/// broker and prints the rows as a table.
+pub async fn sql(statement: &str, target: &HttpTarget) -> anyhow::Result<()> {
+    let (status, body) = http_post(&target.http, "/sql", statement).await?;
+    if status != 200 {
+        bail!("query failed: {}", body.trim());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("unexpected answer from the broker: {e}"))?;
+    let columns: Vec<String> = v["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c.as_str().unwrap_or("").to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = v["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r.as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(String::as_str).collect();
+    print!("{}", table(&headers, &rows));
+    let more = if v["truncated"].as_bool() == Some(true) {
+        " (more rows matched; add a LIMIT or narrow the query)"
+    } else {
+        ""
+    };
+    eprintln!("{} row(s){more}", rows.len());
     Ok(())
 }

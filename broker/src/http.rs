@@ -1,9 +1,10 @@
 //! The operations HTTP endpoint on `--http-addr`: `/healthz` (the process is
 //! up), `/readyz` (the metadata store answers) and `/metrics` (Prometheus
-//! text), and table maintenance on demand (`POST /admin/tables/{topic}/compact`
+//! text), SQL over topic tables (`POST /sql`), and table maintenance on demand (`POST /admin/tables/{topic}/compact`
 //! and `/expire`). The Iceberg REST catalog is merged in by the server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ pub fn router(broker: SharedBroker) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .route("/sql", post(run_sql))
         .route("/admin/tables/{topic}/compact", post(compact_table))
         .route("/admin/tables/{topic}/expire", post(expire_table))
         .with_state(Ctx {
@@ -118,6 +120,28 @@ async fn expire_table(
         .await
         .map(Json)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")))
+}
+
+/// Most rows one SQL answer carries.
+const SQL_MAX_ROWS: usize = 10_000;
+
+/// `POST /sql` with the statement as the body: a read-only query over the
+/// topic tables, answered as JSON (`columns`, `rows`, `truncated`).
+async fn run_sql(
+    State(ctx): State<Ctx>,
+    body: String,
+) -> Result<Json<sluice_lakehouse::sql::QueryResult>, (StatusCode, String)> {
+    let lake = ctx.broker.lake.lakehouse();
+    let namespace = lake.namespace().as_ref().join(".");
+    sluice_lakehouse::sql::query(
+        Arc::new(lake.catalog().clone()),
+        &namespace,
+        &body,
+        SQL_MAX_ROWS,
+    )
+    .await
+    .map(Json)
+    .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
 }
 
 async fn render_metrics(State(ctx): State<Ctx>) -> String {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use sluice_broker::cli::{GroupsCmd, TableCmd, TopicsCmd};
+use sluice_broker::cli::{GroupsCmd, HttpTarget, TableCmd, TopicsCmd};
 use sluice_broker::config::{Config, ServeArgs};
 
 #[derive(Parser)]
@@ -34,6 +34,14 @@ enum Command {
     /// Inspect consumer groups (members, committed offsets, lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Run a read-only SQL query over the topic tables of a running broker
+    /// (e.g. `sluice sql "SELECT count(*) FROM orders"`).
+    Sql {
+        /// The statement; tables are `kafka.TOPIC` or just `TOPIC`.
+        statement: String,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
     /// Maintain topic tables (compaction, snapshot expiry).
     #[command(subcommand)]
     Table(TableCmd),
@@ -73,6 +81,9 @@ fn main() -> std::process::ExitCode {
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
+            Command::Sql { statement, target } => {
+                sluice_broker::cli::sql(&statement, &target).await
+            }
         }
     });
     match result {

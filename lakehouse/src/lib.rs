@@ -9,6 +9,7 @@
 //! - [`rest`]: the Iceberg REST catalog API over the same catalog.
 //! - [`archived`]: records read back from the Parquet files for fetches.
 //! - [`maintenance`]: compaction and removal of files retention emptied.
+//! - [`sql`]: read-only SQL over the tables (DataFusion).
 
 pub mod archived;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod layout;
 pub mod maintenance;
 pub mod rest;
 pub mod rows;
+pub mod sql;
 pub mod table;
 
 pub use archived::{ArchiveReader, ArchivedRecord};

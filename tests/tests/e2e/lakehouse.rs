@@ -231,6 +231,41 @@ fn topic_is_an_iceberg_table() {
     let stdout = expect_success("reading the table with PyIceberg and DuckDB", &out);
     assert!(stdout.contains("ok"), "{stdout}");
 
+    // `sluice sql` reads the same table, typed columns included.
+    let http_addr = broker.http_addr();
+    let table = sluice_cli(&[
+        "sql",
+        "SELECT count(*) AS n, count(DISTINCT value['customer']['email']) AS emails, \
+         max(value['weight_kg']) AS heaviest FROM lake_shipments WHERE value['status'] = 'PACKED'",
+        "--http",
+        &http_addr,
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["10", "10", "18.25"],
+        "{table}"
+    );
+    let refused = sluice_tests::run_with_timeout(
+        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args([
+            "sql",
+            "INSERT INTO lake_shipments (kafka_partition) VALUES (1)",
+            "--http",
+            &http_addr,
+        ]),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(!refused.status.success(), "writes through SQL are refused");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not supported")
+            || String::from_utf8_lossy(&refused.stderr).contains("DML"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // Evolve: version 2 adds a field; the table gains a column, older rows
     // read it as null.
     let v2_text = shipment_v2();
