@@ -508,6 +508,11 @@ fn produce(
     let pool = payload_pool(args.record_size);
     let window = pool.len() - args.record_size;
     let bytes_per_sec = args.rate * MB;
+    // Pace by the bytes actually sent: Protobuf orders are not --record-size.
+    let value_size = match values {
+        Some(v) => v.iter().map(Vec::len).sum::<usize>() as f64 / v.len().max(1) as f64,
+        None => args.record_size as f64,
+    };
     let sent = AtomicU64::new(0);
     let done = AtomicBool::new(false);
 
@@ -530,7 +535,7 @@ fn produce(
                     break;
                 }
                 if bytes_per_sec > 0.0 {
-                    let due = (i as f64 * args.record_size as f64) / bytes_per_sec;
+                    let due = (i as f64 * value_size) / bytes_per_sec;
                     let ahead = due - elapsed.as_secs_f64();
                     if ahead > 0.000_5 {
                         thread::sleep(Duration::from_secs_f64(ahead));
