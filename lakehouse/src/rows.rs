@@ -257,7 +257,7 @@ fn map_array(
             let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             for (k, v) in entries {
-                keys.push(Some(Cow::Owned(map_key_value(k))));
+                keys.push(Some(Cow::Owned(sluice_proto::map_key_value(k))));
                 values.push(Some(Cow::Borrowed(v)));
             }
         }
@@ -277,17 +277,6 @@ fn map_array(
     )
     .map_err(|e| format!("cannot build {}: {e}", field.full_name()))?;
     Ok(Arc::new(map))
-}
-
-fn map_key_value(key: &MapKey) -> Value {
-    match key {
-        MapKey::Bool(v) => Value::Bool(*v),
-        MapKey::I32(v) => Value::I32(*v),
-        MapKey::I64(v) => Value::I64(*v),
-        MapKey::U32(v) => Value::U32(*v),
-        MapKey::U64(v) => Value::U64(*v),
-        MapKey::String(v) => Value::String(v.clone()),
-    }
 }
 
 /// One column of single (non-repeated) values of protobuf kind `kind`.

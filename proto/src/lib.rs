@@ -22,7 +22,7 @@ pub use framing::{Frame, MAGIC_BYTE, decode_frame, encode_frame, encode_frame_he
 pub use normalize::canonical_text;
 pub use policy::{FieldPolicy, field_policy, message_policy};
 pub use schema::{CompiledSchema, SchemaForm, compile, detect_form};
-pub use validate::{Violation, validate};
+pub use validate::{Violation, map_key_value, validate};
 
 /// Re-exported so callers name the same descriptor types this crate uses.
 pub use prost_reflect;

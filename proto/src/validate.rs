@@ -841,7 +841,8 @@ impl fmt::Display for MapKeyDisplay<'_> {
     }
 }
 
-fn map_key_value(key: &MapKey) -> Value {
+/// A map key as the value it holds.
+pub fn map_key_value(key: &MapKey) -> Value {
     match key {
         MapKey::Bool(v) => Value::Bool(*v),
         MapKey::I32(v) => Value::I32(*v),

@@ -482,19 +482,13 @@ fn compaction_keeps_rows_and_kafka_reads() {
         .unwrap();
     assert!(before >= 50, "expected many small files, got {before}");
 
-    let out = sluice_tests::run_with_timeout(
-        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args([
-            "table",
-            "compact",
-            "lake-small",
-            "--http",
-            &broker.http_addr(),
-        ]),
-        None,
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let stdout = expect_success("sluice table compact", &out);
+    let stdout = sluice_cli(&[
+        "table",
+        "compact",
+        "lake-small",
+        "--http",
+        &broker.http_addr(),
+    ]);
     assert!(stdout.contains("small files rewritten"), "{stdout}");
 
     let summary = current_summary(&broker, "lake_small");
