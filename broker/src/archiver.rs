@@ -263,7 +263,7 @@ async fn archive_topic(
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let bytes = Bytes::from(buf);
-            let header = batch::parse_header(&bytes)?;
+            let header = batch::parse_stored_header(&bytes)?;
             next = loc.last_offset + 1;
             if header.is_control() {
                 continue;

@@ -103,8 +103,23 @@ impl BatchError {
     }
 }
 
-/// Parses the header of the batch at the start of `buf` without checking the CRC.
+/// Parses the header of the batch at the start of `buf` without checking the
+/// CRC, with the checks a newly produced batch must pass.
 pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_stored_header(buf)?;
+    if header.record_count > 0 && header.last_offset_delta != header.record_count - 1 {
+        // Kafka producers always number records 0..n-1 inside a new batch.
+        return Err(BatchError::Invalid(format!(
+            "last offset delta {} does not match record count {}",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    Ok(header)
+}
+
+/// Parses the header of a stored batch, which may have gaps between its
+/// records' offsets (records taken out in dead-letter mode).
+pub fn parse_stored_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if buf.len() < HEADER_LEN {
         return Err(BatchError::Truncated(format!(
             "{} bytes is shorter than a batch header",
@@ -139,13 +154,6 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::Invalid(format!(
             "negative record count {} or last offset delta {}",
             header.record_count, header.last_offset_delta
-        )));
-    }
-    if header.record_count > 0 && header.last_offset_delta != header.record_count - 1 {
-        // Kafka producers always number records 0..n-1 inside a new batch.
-        return Err(BatchError::Invalid(format!(
-            "last offset delta {} does not match record count {}",
-            header.last_offset_delta, header.record_count
         )));
     }
     Ok(header)
