@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Value};
 
-use super::{Checker, FieldPlan, RuleSet, StringRules, TypeRules};
+use super::{Bounds, Checker, FieldPlan, RuleSet, StringRules, TypeRules, bounds_hold};
 
 /// Deeper nesting than this is left to the full decoder (whose own limit
 /// is higher), which also bounds the recursion here.
@@ -110,6 +110,96 @@ impl Ty {
     }
 }
 
+/// A decoded scalar in the shape its rules compare: signed, unsigned or
+/// floating point, as prost-reflect's `Value` would hold it.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    I(i64),
+    U(u64),
+    F(f64),
+}
+
+impl Num {
+    /// The value is its type's default (so absent for implicit presence).
+    fn is_default(self) -> bool {
+        match self {
+            Num::I(v) => v == 0,
+            Num::U(v) => v == 0,
+            Num::F(v) => v == 0.0,
+        }
+    }
+}
+
+/// The rules on one value of a field, resolved against the field's type
+/// when the plan is built so the walk checks a number or a string without
+/// building a `Value`. A rule whose kind does not fit the type is `None`:
+/// the decoded check ignores such a pair too.
+#[derive(Debug)]
+enum Check {
+    None,
+    Signed(Bounds<i64>),
+    Unsigned(Bounds<u64>),
+    Float {
+        bounds: Bounds<f64>,
+        finite: bool,
+    },
+    String(StringRules),
+    Enum {
+        constant: Option<i32>,
+        /// Sorted numbers of the enum's values, when only those are allowed.
+        defined: Option<Vec<i32>>,
+    },
+}
+
+impl Check {
+    fn of(rules: Option<&TypeRules>, ty: Ty) -> Check {
+        use Ty::*;
+        match (rules, ty) {
+            (Some(TypeRules::Signed(b)), Int32 | Int64 | Sint32 | Sint64 | Sfixed32 | Sfixed64) => {
+                Check::Signed(b.clone())
+            }
+            (Some(TypeRules::Unsigned(b)), Uint32 | Uint64 | Fixed32 | Fixed64) => {
+                Check::Unsigned(b.clone())
+            }
+            (Some(TypeRules::Float { bounds, finite }), Float | Double) => Check::Float {
+                bounds: bounds.clone(),
+                finite: *finite,
+            },
+            (Some(TypeRules::String(r)), String) => Check::String(r.clone()),
+            (Some(TypeRules::Enum { rules, ty }), Enum) => Check::Enum {
+                constant: rules.constant,
+                defined: rules.defined_only.then(|| {
+                    let mut numbers: Vec<i32> = ty.values().map(|v| v.number()).collect();
+                    numbers.sort_unstable();
+                    numbers.dedup();
+                    numbers
+                }),
+            },
+            _ => Check::None,
+        }
+    }
+
+    /// `value` satisfies the rules.
+    fn holds(&self, value: Num) -> bool {
+        match (self, value) {
+            (Check::None, _) => true,
+            (Check::Signed(b), Num::I(v)) => bounds_hold(b, v),
+            (Check::Unsigned(b), Num::U(v)) => bounds_hold(b, v),
+            (Check::Float { bounds, finite }, Num::F(v)) => {
+                (!*finite || v.is_finite()) && bounds_hold(bounds, v)
+            }
+            (Check::Enum { constant, defined }, Num::I(v)) => {
+                // Enum numbers are read as `i32`, so this is lossless.
+                let n = v as i32;
+                constant.is_none_or(|c| n == c)
+                    && defined.as_ref().is_none_or(|d| d.binary_search(&n).is_ok())
+            }
+            // Cannot occur: a check is only built for the type it fits.
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct WireField {
     number: u32,
@@ -121,6 +211,8 @@ struct WireField {
     /// scalar rules, `repeated.items`, or `map.keys` / `map.values` on the
     /// key and value fields of a map entry.
     each: Option<TypeRules>,
+    /// `each`, prepared for the walk.
+    check: Check,
     required: bool,
     /// A singular field whose absence means its default value is checked.
     implicit: bool,
@@ -195,6 +287,7 @@ impl WirePlan {
                         list: field.is_list() || field.is_map(),
                         map: field.is_map(),
                         each: None,
+                        check: Check::None,
                         required: false,
                         // Entries always hold a key and a value: missing
                         // ones decode as defaults, whatever the syntax.
@@ -305,6 +398,7 @@ impl WirePlan {
                 };
                 let f = &mut table.fields[i];
                 f.oneof_slot = oneof_slot;
+                f.check = Check::of(f.each.as_ref(), f.ty);
                 if f.implicit
                     && let Some(each) = &f.each
                 {
@@ -352,12 +446,7 @@ impl WirePlan {
 
     /// True only if `payload` certainly decodes as `message` and passes
     /// every rule.
-    pub(super) fn accepts(
-        &self,
-        rules: &RuleSet,
-        message: &MessageDescriptor,
-        payload: &[u8],
-    ) -> bool {
+    pub(super) fn accepts(&self, message: &MessageDescriptor, payload: &[u8]) -> bool {
         let Some(&t) = self.by_name.get(message.full_name()) else {
             return false;
         };
@@ -366,7 +455,7 @@ impl WirePlan {
             Some(table) if table.desc == *message => {}
             _ => return false,
         }
-        Walker { plan: self, rules }.message(t as usize, payload, 0)
+        Walker { plan: self }.message(t as usize, payload, 0)
     }
 }
 
@@ -381,7 +470,6 @@ fn field_mut(tables: &mut [Table], table: usize, number: u32) -> Option<&mut Wir
 
 struct Walker<'a> {
     plan: &'a WirePlan,
-    rules: &'a RuleSet,
 }
 
 impl Walker<'_> {
@@ -511,15 +599,15 @@ impl Walker<'_> {
                 let Some(bytes) = take_len(buf) else {
                     return false;
                 };
-                let Ok(s) = std::str::from_utf8(bytes) else {
+                if !is_utf8(bytes) {
                     return false;
-                };
-                if let Some(TypeRules::String(rules)) = &f.each
-                    && !self.rules.passes_str(rules, s)
+                }
+                if let Check::String(rules) = &f.check
+                    && !super::string_passes(rules, bytes)
                 {
                     return false;
                 }
-                !s.is_empty()
+                !bytes.is_empty()
             }
             Ty::Bytes => {
                 let Some(bytes) = take_len(buf) else {
@@ -548,12 +636,10 @@ impl Walker<'_> {
                 let Some(value) = scalar(f.ty, buf) else {
                     return false;
                 };
-                if let Some(each) = &f.each
-                    && !self.rules.passes(each, &value)
-                {
+                if !f.check.holds(value) {
                     return false;
                 }
-                !is_default(&value)
+                !value.is_default()
             }
         };
         if let Some(s) = f.slot
@@ -572,42 +658,28 @@ impl Walker<'_> {
     }
 }
 
-fn is_default(value: &Value) -> bool {
-    match value {
-        Value::Bool(v) => !v,
-        Value::I32(v) | Value::EnumNumber(v) => *v == 0,
-        Value::I64(v) => *v == 0,
-        Value::U32(v) => *v == 0,
-        Value::U64(v) => *v == 0,
-        Value::F32(v) => *v == 0.0,
-        Value::F64(v) => *v == 0.0,
-        _ => false,
-    }
-}
-
-/// Decodes one scalar as prost does.
-fn scalar(ty: Ty, buf: &mut &[u8]) -> Option<Value> {
+/// Decodes one scalar as prost does, widened to the type its rules use.
+fn scalar(ty: Ty, buf: &mut &[u8]) -> Option<Num> {
     Some(match ty {
-        Ty::Int32 => Value::I32(varint(buf)? as i32),
-        Ty::Int64 => Value::I64(varint(buf)? as i64),
-        Ty::Uint32 => Value::U32(varint(buf)? as u32),
-        Ty::Uint64 => Value::U64(varint(buf)?),
+        Ty::Int32 | Ty::Enum => Num::I(i64::from(varint(buf)? as i32)),
+        Ty::Int64 => Num::I(varint(buf)? as i64),
+        Ty::Uint32 => Num::U(u64::from(varint(buf)? as u32)),
+        Ty::Uint64 => Num::U(varint(buf)?),
         Ty::Sint32 => {
             let n = varint(buf)? as u32;
-            Value::I32(((n >> 1) as i32) ^ (-((n & 1) as i32)))
+            Num::I(i64::from(((n >> 1) as i32) ^ (-((n & 1) as i32))))
         }
         Ty::Sint64 => {
             let n = varint(buf)?;
-            Value::I64(((n >> 1) as i64) ^ (-((n & 1) as i64)))
+            Num::I(((n >> 1) as i64) ^ (-((n & 1) as i64)))
         }
-        Ty::Bool => Value::Bool(varint(buf)? != 0),
-        Ty::Enum => Value::EnumNumber(varint(buf)? as i32),
-        Ty::Fixed32 => Value::U32(u32::from_le_bytes(fixed(buf)?)),
-        Ty::Sfixed32 => Value::I32(i32::from_le_bytes(fixed(buf)?)),
-        Ty::Float => Value::F32(f32::from_le_bytes(fixed(buf)?)),
-        Ty::Fixed64 => Value::U64(u64::from_le_bytes(fixed(buf)?)),
-        Ty::Sfixed64 => Value::I64(i64::from_le_bytes(fixed(buf)?)),
-        Ty::Double => Value::F64(f64::from_le_bytes(fixed(buf)?)),
+        Ty::Bool => Num::U(u64::from(varint(buf)? != 0)),
+        Ty::Fixed32 => Num::U(u64::from(u32::from_le_bytes(fixed(buf)?))),
+        Ty::Sfixed32 => Num::I(i64::from(i32::from_le_bytes(fixed(buf)?))),
+        Ty::Float => Num::F(f64::from(f32::from_le_bytes(fixed(buf)?))),
+        Ty::Fixed64 => Num::U(u64::from_le_bytes(fixed(buf)?)),
+        Ty::Sfixed64 => Num::I(i64::from_le_bytes(fixed(buf)?)),
+        Ty::Double => Num::F(f64::from_le_bytes(fixed(buf)?)),
         Ty::String | Ty::Bytes | Ty::Message(_) | Ty::Group => return None,
     })
 }
@@ -620,7 +692,21 @@ fn fixed<const N: usize>(buf: &mut &[u8]) -> Option<[u8; N]> {
 
 /// A base-128 varint of at most ten bytes, the tenth holding only the top
 /// bit, as prost requires.
+#[inline]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
+    // Keys, lengths and small numbers are nearly always a single byte:
+    // read those inline and leave longer ones to an out-of-line loop.
+    if let Some((&b, rest)) = buf.split_first()
+        && b < 0x80
+    {
+        *buf = rest;
+        return Some(u64::from(b));
+    }
+    varint_long(buf)
+}
+
+#[inline(never)]
+fn varint_long(buf: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for i in 0..10 {
         let (&b, rest) = buf.split_first()?;
@@ -634,6 +720,13 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+/// Record strings are mostly ASCII, which a word-at-a-time scan confirms
+/// faster than full UTF-8 validation.
+#[inline]
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 fn take_len<'b>(buf: &mut &'b [u8]) -> Option<&'b [u8]> {
@@ -667,10 +760,6 @@ impl RuleSet {
         };
         checker.value(rules, value);
         checker.out.is_empty()
-    }
-
-    fn passes_str(&self, rules: &StringRules, s: &str) -> bool {
-        super::string_passes(rules, s)
     }
 }
 
@@ -829,7 +918,7 @@ mod tests {
     /// Runs both paths on `payload`, checks the wire walk never accepts
     /// what the full decode refuses, and returns whether it accepted.
     fn fast(rules: &RuleSet, desc: &MessageDescriptor, payload: &[u8]) -> bool {
-        let accepted = rules.wire.accepts(rules, desc, payload);
+        let accepted = rules.wire.accepts(desc, payload);
         let reference = rules.validate_decoded(desc, payload);
         if accepted {
             assert_eq!(reference, Ok(()), "wire walk accepted {payload:02x?}");
@@ -1138,7 +1227,7 @@ mod tests {
     fn order_validation_throughput() {
         let (schema, rules, desc) = setup(BENCH, "bench.Order");
         let payload = bench_order(&schema).encode_to_vec();
-        assert!(rules.wire.accepts(&rules, &desc, &payload));
+        assert!(rules.wire.accepts(&desc, &payload));
         let measure = |label: &str, run: &dyn Fn() -> bool| {
             let n = 200_000u32;
             let start = Instant::now();
