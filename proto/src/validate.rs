@@ -816,7 +816,14 @@ fn byte_length_settles(rules: &StringRules, len: usize) -> bool {
 /// on the bytes of a string already known to be valid UTF-8 (the format
 /// checks look at bytes, so the wire walk need not make a `&str` unless a
 /// pattern is to be matched).
+#[inline]
 fn string_passes(rules: &StringRules, text: &[u8]) -> bool {
+    // Most string rules are length bounds the byte count settles.
+    (rules.format.is_none() && rules.pattern.is_none() && byte_length_settles(rules, text.len()))
+        || string_passes_fully(rules, text)
+}
+
+fn string_passes_fully(rules: &StringRules, text: &[u8]) -> bool {
     if !byte_length_settles(rules, text.len()) {
         // In UTF-8 every character starts with exactly one byte that is
         // not a continuation byte (`10xxxxxx`).

@@ -555,6 +555,7 @@ impl Walker<'_> {
         true
     }
 
+    #[inline(always)]
     fn occurrence(
         &self,
         f: &WireField,
@@ -587,6 +588,7 @@ impl Walker<'_> {
 
     /// Reads one value of `f` (already known to have the right wire type),
     /// checks it and records it in the field's slot.
+    #[inline(always)]
     fn value(
         &self,
         f: &WireField,
