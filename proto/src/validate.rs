@@ -876,15 +876,34 @@ pub fn map_key_value(key: &MapKey) -> Value {
 /// A lower or upper bound and whether it is exclusive.
 type Bound<T> = Option<(T, bool)>;
 
-/// The effective bounds: `gt` wins over `gte`, `lt` over `lte`.
-fn limits<T: Copy>(b: &Bounds<T>) -> (Bound<T>, Bound<T>) {
-    let lower = b.gt.map(|x| (x, true)).or(b.gte.map(|x| (x, false)));
-    let upper = b.lt.map(|x| (x, true)).or(b.lte.map(|x| (x, false)));
-    (lower, upper)
+/// Numeric rules reduced to the comparisons they make: `gt` wins over
+/// `gte`, `lt` over `lte`.
+#[derive(Debug, Clone, Copy)]
+struct Limits<T> {
+    constant: Option<T>,
+    lower: Bound<T>,
+    upper: Bound<T>,
+}
+
+impl<T: PartialOrd + Copy> Limits<T> {
+    fn of(b: &Bounds<T>) -> Self {
+        Limits {
+            constant: b.constant,
+            lower: b.gt.map(|x| (x, true)).or(b.gte.map(|x| (x, false))),
+            upper: b.lt.map(|x| (x, true)).or(b.lte.map(|x| (x, false))),
+        }
+    }
+
+    /// The verdict of [`check_bounds`] without building its message.
+    #[inline]
+    fn hold(&self, v: T) -> bool {
+        self.constant.is_none_or(|c| v == c) && within(self.lower, self.upper, v)
+    }
 }
 
 /// `v` lies within `lower` and `upper`. A lower bound above the upper one
 /// describes the range outside them, as in protovalidate.
+#[inline]
 fn within<T: PartialOrd + Copy>(lower: Bound<T>, upper: Bound<T>, v: T) -> bool {
     let above = |(x, exclusive): (T, bool)| if exclusive { v > x } else { v >= x };
     let below = |(x, exclusive): (T, bool)| if exclusive { v < x } else { v <= x };
@@ -897,19 +916,13 @@ fn within<T: PartialOrd + Copy>(lower: Bound<T>, upper: Bound<T>, v: T) -> bool 
     }
 }
 
-/// The verdict of [`check_bounds`] without building its message.
-fn bounds_hold<T: PartialOrd + Copy>(b: &Bounds<T>, v: T) -> bool {
-    let (lower, upper) = limits(b);
-    b.constant.is_none_or(|c| v == c) && within(lower, upper, v)
-}
-
 fn check_bounds<T: PartialOrd + fmt::Display + Copy>(b: &Bounds<T>, v: T) -> Option<String> {
     if let Some(c) = b.constant
         && v != c
     {
         return Some(format!("value must equal {c}"));
     }
-    let (lower, upper) = limits(b);
+    let Limits { lower, upper, .. } = Limits::of(b);
     if within(lower, upper, v) {
         return None;
     }

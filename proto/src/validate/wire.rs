@@ -13,10 +13,11 @@
 //! one extra pass over a record that is (almost always) being refused.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Value};
 
-use super::{Bounds, Checker, FieldPlan, RuleSet, StringRules, TypeRules, bounds_hold};
+use super::{Checker, FieldPlan, Limits, RuleSet, StringRules, TypeRules};
 
 /// Deeper nesting than this is left to the full decoder (whose own limit
 /// is higher), which also bounds the recursion here.
@@ -57,7 +58,7 @@ enum Ty {
 }
 
 impl Ty {
-    fn of(field: &FieldDescriptor, index: &HashMap<String, u32>) -> Ty {
+    fn of(field: &FieldDescriptor, index: &NameIndex) -> Ty {
         match field.kind() {
             Kind::Int32 => Ty::Int32,
             Kind::Int64 => Ty::Int64,
@@ -137,13 +138,13 @@ impl Num {
 #[derive(Debug)]
 enum Check {
     None,
-    Signed(Bounds<i64>),
-    Unsigned(Bounds<u64>),
+    Signed(Limits<i64>),
+    Unsigned(Limits<u64>),
     Float {
-        bounds: Bounds<f64>,
+        limits: Limits<f64>,
         finite: bool,
     },
-    String(StringRules),
+    String(Box<StringRules>),
     Enum {
         constant: Option<i32>,
         /// Sorted numbers of the enum's values, when only those are allowed.
@@ -156,16 +157,16 @@ impl Check {
         use Ty::*;
         match (rules, ty) {
             (Some(TypeRules::Signed(b)), Int32 | Int64 | Sint32 | Sint64 | Sfixed32 | Sfixed64) => {
-                Check::Signed(b.clone())
+                Check::Signed(Limits::of(b))
             }
             (Some(TypeRules::Unsigned(b)), Uint32 | Uint64 | Fixed32 | Fixed64) => {
-                Check::Unsigned(b.clone())
+                Check::Unsigned(Limits::of(b))
             }
             (Some(TypeRules::Float { bounds, finite }), Float | Double) => Check::Float {
-                bounds: bounds.clone(),
+                limits: Limits::of(bounds),
                 finite: *finite,
             },
-            (Some(TypeRules::String(r)), String) => Check::String(r.clone()),
+            (Some(TypeRules::String(r)), String) => Check::String(Box::new(r.clone())),
             (Some(TypeRules::Enum { rules, ty }), Enum) => Check::Enum {
                 constant: rules.constant,
                 defined: rules.defined_only.then(|| {
@@ -180,13 +181,14 @@ impl Check {
     }
 
     /// `value` satisfies the rules.
+    #[inline]
     fn holds(&self, value: Num) -> bool {
         match (self, value) {
             (Check::None, _) => true,
-            (Check::Signed(b), Num::I(v)) => bounds_hold(b, v),
-            (Check::Unsigned(b), Num::U(v)) => bounds_hold(b, v),
-            (Check::Float { bounds, finite }, Num::F(v)) => {
-                (!*finite || v.is_finite()) && bounds_hold(bounds, v)
+            (Check::Signed(l), Num::I(v)) => l.hold(v),
+            (Check::Unsigned(l), Num::U(v)) => l.hold(v),
+            (Check::Float { limits, finite }, Num::F(v)) => {
+                (!*finite || v.is_finite()) && limits.hold(v)
             }
             (Check::Enum { constant, defined }, Num::I(v)) => {
                 // Enum numbers are read as `i32`, so this is lossless.
@@ -204,6 +206,10 @@ impl Check {
 struct WireField {
     number: u32,
     ty: Ty,
+    /// `ty.wire_type()`, kept at hand for the walk.
+    wire_type: u8,
+    /// A list of a packable type, so also readable as one packed run.
+    packed: bool,
     /// Repeated (lists and maps).
     list: bool,
     map: bool,
@@ -263,13 +269,40 @@ impl Table {
 #[derive(Debug, Default)]
 pub(super) struct WirePlan {
     tables: Vec<Table>,
-    by_name: HashMap<String, u32>,
+    /// Looked up once per record.
+    by_name: NameIndex,
+}
+
+type NameIndex = HashMap<String, u32, BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a, for the per-record lookup of a message type by name. The names
+/// come from registered schemas, not from records, so the flooding
+/// resistance of the default hasher buys nothing here, and it costs
+/// several times more on short keys.
+struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl WirePlan {
     pub(super) fn build(pool: &DescriptorPool, plans: &HashMap<String, Vec<FieldPlan>>) -> Self {
         let messages: Vec<MessageDescriptor> = pool.all_messages().collect();
-        let by_name: HashMap<String, u32> = messages
+        let by_name: NameIndex = messages
             .iter()
             .enumerate()
             .filter_map(|(i, m)| Some((m.full_name().to_owned(), u32::try_from(i).ok()?)))
@@ -281,23 +314,31 @@ impl WirePlan {
                 let map_entry = desc.is_map_entry();
                 let mut fields: Vec<WireField> = desc
                     .fields()
-                    .map(|field| WireField {
-                        number: field.number(),
-                        ty: Ty::of(&field, &by_name),
-                        list: field.is_list() || field.is_map(),
-                        map: field.is_map(),
-                        each: None,
-                        check: Check::None,
-                        required: false,
-                        // Entries always hold a key and a value: missing
-                        // ones decode as defaults, whatever the syntax.
-                        implicit: map_entry
-                            || (!field.supports_presence() && !field.is_list() && !field.is_map()),
-                        default_ok: true,
-                        min: None,
-                        max: None,
-                        slot: None,
-                        oneof_slot: None,
+                    .map(|field| {
+                        let ty = Ty::of(&field, &by_name);
+                        let list = field.is_list() || field.is_map();
+                        WireField {
+                            number: field.number(),
+                            ty,
+                            wire_type: ty.wire_type(),
+                            packed: list && ty.packable(),
+                            list,
+                            map: field.is_map(),
+                            each: None,
+                            check: Check::None,
+                            required: false,
+                            // Entries always hold a key and a value: missing
+                            // ones decode as defaults, whatever the syntax.
+                            implicit: map_entry
+                                || (!field.supports_presence()
+                                    && !field.is_list()
+                                    && !field.is_map()),
+                            default_ok: true,
+                            min: None,
+                            max: None,
+                            slot: None,
+                            oneof_slot: None,
+                        }
                     })
                     .collect();
                 fields.sort_by_key(|f| f.number);
@@ -569,7 +610,7 @@ impl Walker<'_> {
         {
             *s = f.number;
         }
-        if f.list && wire_type == WT_LEN && f.ty.packable() {
+        if f.packed && wire_type == WT_LEN {
             let Some(mut packed) = take_len(buf) else {
                 return false;
             };
@@ -580,7 +621,7 @@ impl Walker<'_> {
             }
             return true;
         }
-        if wire_type != f.ty.wire_type() {
+        if wire_type != f.wire_type {
             return false;
         }
         self.value(f, buf, slots, depth)
@@ -661,6 +702,7 @@ impl Walker<'_> {
 }
 
 /// Decodes one scalar as prost does, widened to the type its rules use.
+#[inline]
 fn scalar(ty: Ty, buf: &mut &[u8]) -> Option<Num> {
     Some(match ty {
         Ty::Int32 | Ty::Enum => Num::I(i64::from(varint(buf)? as i32)),
