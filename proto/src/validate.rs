@@ -1056,12 +1056,16 @@ pub(crate) fn is_uri(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
 
 /// `8-4-4-4-12` hexadecimal digits, either case.
 pub(crate) fn is_uuid(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
-    let s = s.as_ref();
-    s.len() == 36
-        && s.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+    let Ok(s) = <&[u8; 36]>::try_from(s.as_ref()) else {
+        return false;
+    };
+    let hex = |run: &[u8]| run.iter().all(u8::is_ascii_hexdigit);
+    [s[8], s[13], s[18], s[23]] == [b'-'; 4]
+        && hex(&s[..8])
+        && hex(&s[9..13])
+        && hex(&s[14..18])
+        && hex(&s[19..23])
+        && hex(&s[24..])
 }
 
 #[cfg(test)]
@@ -1521,6 +1525,14 @@ mod tests {
             }
             true
         }
+
+        pub fn is_uuid(s: &str) -> bool {
+            s.len() == 36
+                && s.bytes().enumerate().all(|(i, b)| match i {
+                    8 | 13 | 18 | 23 => b == b'-',
+                    _ => b.is_ascii_hexdigit(),
+                })
+        }
     }
 
     #[test]
@@ -1569,6 +1581,19 @@ mod tests {
                 );
             }
         }
+        // UUIDs with one or two characters replaced.
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        let swaps = ['-', 'g', 'F', '0', 'é', 'x', ':', '/'];
+        for _ in 0..5_000 {
+            let mut s: Vec<char> = uuid.chars().collect();
+            for _ in 0..=(next() % 2) {
+                let at = (next() % 36) as usize;
+                s[at] = swaps[(next() % swaps.len() as u64) as usize];
+            }
+            let s: String = s.into_iter().collect();
+            assert_eq!(is_uuid(&s), by_chars::is_uuid(&s), "{s:?}");
+        }
+        assert!(is_uuid(uuid));
         for s in ["a@b.co", "http://[::1]:80/", "é@b.co", "a@é.co", "h:é"] {
             assert_eq!(is_email(s), by_chars::is_email(s), "{s:?}");
             assert_eq!(is_uri(s), by_chars::is_uri(s), "{s:?}");

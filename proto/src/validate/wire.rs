@@ -240,6 +240,10 @@ struct Table {
     fields: Vec<WireField>,
     /// Field number → index into `fields` (or `NO_FIELD`), for small numbers.
     dense: Vec<u32>,
+    /// One-byte key (fields 1-15) → 1 + index into `fields`, when the key
+    /// carries the field's usual wire type; 0 otherwise. Lets the walk go
+    /// from the key byte straight to the field on the common path.
+    by_key: [u8; 128],
     /// Numbers of extensions of this message known to the pool; the full
     /// decoder parses those, so they are not skipped as unknown here.
     extensions: Vec<u32>,
@@ -347,6 +351,7 @@ impl WirePlan {
                     map_entry,
                     fields,
                     dense: Vec::new(),
+                    by_key: [0; 128],
                     extensions: desc.extensions().map(|e| e.number()).collect(),
                     slots: 0,
                     finals: Vec::new(),
@@ -471,6 +476,15 @@ impl WirePlan {
             }
             table.slots = slots;
             table.unsupported = slots > MAX_SLOTS;
+            for (i, f) in table.fields.iter().enumerate() {
+                let key = (f.number << 3) | u32::from(f.wire_type);
+                if f.wire_type <= WT_I32
+                    && let Some(entry) = table.by_key.get_mut(key as usize)
+                    && let Ok(i) = u8::try_from(i + 1)
+                {
+                    *entry = i;
+                }
+            }
             let max = table.fields.iter().map(|f| f.number).max().unwrap_or(0);
             if max <= DENSE_LIMIT {
                 table.dense = vec![NO_FIELD; max as usize + 1];
@@ -522,7 +536,18 @@ impl Walker<'_> {
             return false;
         }
         let mut slots = [0u32; MAX_SLOTS];
-        while !buf.is_empty() {
+        while let Some((&first, rest)) = buf.split_first() {
+            if let Some(&hit) = table.by_key.get(usize::from(first))
+                && let Some(field) = table.fields.get(usize::from(hit).wrapping_sub(1))
+            {
+                // A one-byte key with the field's usual wire type.
+                buf = rest;
+                self.mark_oneof(field, &mut slots);
+                if !self.value(field, &mut buf, &mut slots, depth) {
+                    return false;
+                }
+                continue;
+            }
             let Some(key) = varint(&mut buf) else {
                 return false;
             };
@@ -596,6 +621,16 @@ impl Walker<'_> {
         true
     }
 
+    /// Records `f` as the last member seen of its oneof, if that matters.
+    #[inline(always)]
+    fn mark_oneof(&self, f: &WireField, slots: &mut [u32; MAX_SLOTS]) {
+        if let Some(o) = f.oneof_slot
+            && let Some(s) = slots.get_mut(o)
+        {
+            *s = f.number;
+        }
+    }
+
     #[inline(always)]
     fn occurrence(
         &self,
@@ -605,11 +640,7 @@ impl Walker<'_> {
         slots: &mut [u32; MAX_SLOTS],
         depth: u32,
     ) -> bool {
-        if let Some(o) = f.oneof_slot
-            && let Some(s) = slots.get_mut(o)
-        {
-            *s = f.number;
-        }
+        self.mark_oneof(f, slots);
         if f.packed && wire_type == WT_LEN {
             let Some(mut packed) = take_len(buf) else {
                 return false;
