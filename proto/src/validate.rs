@@ -816,7 +816,7 @@ fn byte_length_settles(rules: &StringRules, len: usize) -> bool {
 /// on the bytes of a string already known to be valid UTF-8 (the format
 /// checks look at bytes, so the wire walk need not make a `&str` unless a
 /// pattern is to be matched).
-#[inline]
+#[inline(always)]
 fn string_passes(rules: &StringRules, text: &[u8]) -> bool {
     // Most string rules are length bounds the byte count settles.
     (rules.format.is_none() && rules.pattern.is_none() && byte_length_settles(rules, text.len()))

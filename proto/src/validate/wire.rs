@@ -181,7 +181,7 @@ impl Check {
     }
 
     /// `value` satisfies the rules.
-    #[inline]
+    #[inline(always)]
     fn holds(&self, value: Num) -> bool {
         match (self, value) {
             (Check::None, _) => true,
@@ -733,7 +733,7 @@ impl Walker<'_> {
 }
 
 /// Decodes one scalar as prost does, widened to the type its rules use.
-#[inline]
+#[inline(always)]
 fn scalar(ty: Ty, buf: &mut &[u8]) -> Option<Num> {
     Some(match ty {
         Ty::Int32 | Ty::Enum => Num::I(i64::from(varint(buf)? as i32)),
@@ -1157,6 +1157,55 @@ mod tests {
         zero.extend([5 << 3, 0]);
         assert!(!fast(&rules, &desc, &zero));
         assert!(rules.validate(&desc, &zero).is_err());
+    }
+
+    #[test]
+    fn keys_beyond_one_byte_take_the_general_path() {
+        // Fields 1-15 are found from their one-byte key; 16 and up, and
+        // numbers beyond the dense table, are looked up by number.
+        const TEXT: &str = r#"
+            syntax = "proto3";
+            package far;
+            import "buf/validate/validate.proto";
+            message Far {
+              int32 near = 15 [(buf.validate.field).int32.gt = 0];
+              int32 mid = 16 [(buf.validate.field).int32.lt = 10];
+              string far = 5000 [(buf.validate.field).string.max_len = 3];
+              repeated uint32 packed = 7 [(buf.validate.field).repeated.items.uint32.lte = 5];
+            }
+        "#;
+        let (schema, rules, desc) = setup(TEXT, "far.Far");
+        let far = |near: i32, mid: i32, text: &str, packed: &[u32]| {
+            let mut m = message(&schema, "far.Far");
+            m.set_field_by_name("near", Value::I32(near));
+            m.set_field_by_name("mid", Value::I32(mid));
+            m.set_field_by_name("far", string(text));
+            let packed = packed.iter().map(|&n| Value::U32(n)).collect();
+            m.set_field_by_name("packed", Value::List(packed));
+            m.encode_to_vec()
+        };
+        assert!(fast(&rules, &desc, &far(1, 9, "abc", &[1, 5])));
+        assert!(!fast(&rules, &desc, &far(0, 9, "abc", &[1])));
+        assert!(!fast(&rules, &desc, &far(1, 10, "abc", &[1])));
+        assert!(!fast(&rules, &desc, &far(1, 9, "abcd", &[1])));
+        assert!(!fast(&rules, &desc, &far(1, 9, "abc", &[1, 6])));
+        // The same fields with other wire types are refused by both paths.
+        let good = far(1, 9, "abc", &[1]);
+        for extra in [
+            &[15 << 3 | 2, 1, 0][..],
+            // Field 16, fixed32: the key 16 << 3 | 5 takes two bytes.
+            &[0x85, 0x01, 0, 0, 0, 0],
+            &[7 << 3 | 5, 1, 0, 0, 0],
+        ] {
+            let payload = [&good[..], extra].concat();
+            assert!(!fast(&rules, &desc, &payload), "{payload:02x?}");
+            assert!(rules.validate(&desc, &payload).is_err());
+        }
+        // An unpacked item of the packed field is read one value at a time.
+        let unpacked = [&good[..], &[7 << 3, 6]].concat();
+        assert!(!fast(&rules, &desc, &unpacked));
+        let unpacked = [&good[..], &[7 << 3, 2]].concat();
+        assert!(fast(&rules, &desc, &unpacked));
     }
 
     #[test]
