@@ -965,6 +965,47 @@ fn check_bounds<T: PartialOrd + fmt::Display + Copy>(b: &Bounds<T>, v: T) -> Opt
 /// and digits.
 const LOCAL_SPECIALS: &[u8] = b".!#$%&'*+/=?^_`{|}~-";
 
+/// Byte classes the format checks test, one bit each, looked up in a
+/// table built at compile time rather than by comparisons per byte.
+const EMAIL_LOCAL: u8 = 1;
+const HOST_LABEL: u8 = 2;
+const HEX_DIGIT: u8 = 4;
+const BYTE_CLASSES: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphanumeric() {
+            class |= EMAIL_LOCAL | HOST_LABEL;
+        }
+        if b == b'-' {
+            class |= HOST_LABEL;
+        }
+        if b.is_ascii_hexdigit() {
+            class |= HEX_DIGIT;
+        }
+        let mut j = 0;
+        while j < LOCAL_SPECIALS.len() {
+            if LOCAL_SPECIALS[j] == b {
+                class |= EMAIL_LOCAL;
+            }
+            j += 1;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+fn all_in(bytes: &[u8], class: u8) -> bool {
+    bytes
+        .iter()
+        .all(|&b| BYTE_CLASSES[usize::from(b)] & class != 0)
+}
+
 /// `local@domain`, with the local part drawn from the characters the HTML
 /// living standard allows and the domain a dotted list of host labels.
 ///
@@ -977,12 +1018,7 @@ pub(crate) fn is_email(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
         return false;
     };
     let (local, domain) = (&s[..at], &s[at + 1..]);
-    !local.is_empty()
-        && local.len() <= 64
-        && local
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b))
-        && is_hostname(domain)
+    !local.is_empty() && local.len() <= 64 && all_in(local, EMAIL_LOCAL) && is_hostname(domain)
 }
 
 /// Dotted labels of letters, digits and inner hyphens, each 1-63 bytes,
@@ -996,9 +1032,7 @@ fn is_hostname(s: &[u8]) -> bool {
                 && label.len() <= 63
                 && label.first() != Some(&b'-')
                 && label.last() != Some(&b'-')
-                && label
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && all_in(label, HOST_LABEL)
         })
 }
 
@@ -1059,7 +1093,7 @@ pub(crate) fn is_uuid(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
     let Ok(s) = <&[u8; 36]>::try_from(s.as_ref()) else {
         return false;
     };
-    let hex = |run: &[u8]| run.iter().all(u8::is_ascii_hexdigit);
+    let hex = |run: &[u8]| all_in(run, HEX_DIGIT);
     [s[8], s[13], s[18], s[23]] == [b'-'; 4]
         && hex(&s[..8])
         && hex(&s[9..13])
