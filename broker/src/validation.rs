@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_proto::CompiledSchema;
 use sluice_proto::prost_reflect::MessageDescriptor;
+use sluice_proto::{CompiledSchema, MessageIndexes};
 use sluice_schema_registry::{Registry, RegistryError};
 
 use crate::meta::TopicRecord;
@@ -90,7 +90,7 @@ struct Binding {
 type Memo = Vec<(
     String,
     u32,
-    Vec<i32>,
+    MessageIndexes,
     Result<(Arc<CompiledSchema>, MessageDescriptor), String>,
 )>;
 

@@ -7,6 +7,9 @@
 //! one into the previous message's nested messages. The overwhelmingly
 //! common path `[0]` is abbreviated to the single byte `0` (a count of 0).
 
+use std::fmt;
+use std::ops::Deref;
+
 use crate::ProtoError;
 
 /// First byte of every framed record.
@@ -16,12 +19,106 @@ pub const MAGIC_BYTE: u8 = 0;
 /// early bounds the work done for a hostile header.
 const MAX_INDEX_DEPTH: usize = 128;
 
+/// Paths up to this long are held without allocating.
+const INLINE_INDEXES: usize = 4;
+
 /// A framed record split into its parts. The payload borrows from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
     pub schema_id: u32,
-    pub message_indexes: Vec<i32>,
+    pub message_indexes: MessageIndexes,
     pub payload: &'a [u8],
+}
+
+/// A message-index path. Every produced record is unframed, and real paths
+/// are one or two indexes long, so short paths are kept inline rather than
+/// in a `Vec` of their own.
+#[derive(Clone)]
+pub struct MessageIndexes(Indexes);
+
+#[derive(Clone)]
+enum Indexes {
+    Inline {
+        len: u8,
+        items: [i32; INLINE_INDEXES],
+    },
+    Heap(Vec<i32>),
+}
+
+impl MessageIndexes {
+    fn new() -> Self {
+        MessageIndexes(Indexes::Inline {
+            len: 0,
+            items: [0; INLINE_INDEXES],
+        })
+    }
+
+    fn push(&mut self, index: i32) {
+        match &mut self.0 {
+            Indexes::Inline { len, items } => {
+                if let Some(slot) = items.get_mut(usize::from(*len)) {
+                    *slot = index;
+                    *len += 1;
+                } else {
+                    let mut heap = items.to_vec();
+                    heap.push(index);
+                    self.0 = Indexes::Heap(heap);
+                }
+            }
+            Indexes::Heap(heap) => heap.push(index),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[i32] {
+        match &self.0 {
+            Indexes::Inline { len, items } => &items[..usize::from(*len)],
+            Indexes::Heap(heap) => heap,
+        }
+    }
+}
+
+impl Deref for MessageIndexes {
+    type Target = [i32];
+
+    fn deref(&self) -> &[i32] {
+        self.as_slice()
+    }
+}
+
+impl From<&[i32]> for MessageIndexes {
+    fn from(indexes: &[i32]) -> Self {
+        let mut path = MessageIndexes::new();
+        for &index in indexes {
+            path.push(index);
+        }
+        path
+    }
+}
+
+impl PartialEq for MessageIndexes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for MessageIndexes {}
+
+impl PartialEq<[i32]> for MessageIndexes {
+    fn eq(&self, other: &[i32]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<i32>> for MessageIndexes {
+    fn eq(&self, other: &Vec<i32>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl fmt::Debug for MessageIndexes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// Splits a framed record into schema id, message-index path and payload.
@@ -35,8 +132,9 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, ProtoError> {
     let schema_id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     let mut rest = &bytes[5..];
     let count = read_zigzag(&mut rest)?;
-    let message_indexes = if count == 0 {
-        vec![0]
+    let mut message_indexes = MessageIndexes::new();
+    if count == 0 {
+        message_indexes.push(0);
     } else {
         let count = usize::try_from(count)
             .ok()
@@ -44,7 +142,6 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, ProtoError> {
             .ok_or_else(|| {
                 ProtoError::BadMessageIndexes(format!("index count {count} is out of range"))
             })?;
-        let mut indexes = Vec::with_capacity(count);
         for _ in 0..count {
             let index = read_zigzag(&mut rest)?;
             let index = i32::try_from(index)
@@ -53,10 +150,9 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, ProtoError> {
                 .ok_or_else(|| {
                     ProtoError::BadMessageIndexes(format!("message index {index} is out of range"))
                 })?;
-            indexes.push(index);
+            message_indexes.push(index);
         }
-        indexes
-    };
+    }
     Ok(Frame {
         schema_id,
         message_indexes,
@@ -138,6 +234,23 @@ mod tests {
         assert_eq!(frame.schema_id, 0x0102_0304);
         assert_eq!(frame.message_indexes, vec![1, 0, 70]);
         assert!(frame.payload.is_empty());
+    }
+
+    #[test]
+    fn long_paths_leave_the_inline_store() {
+        for len in 0..=INLINE_INDEXES + 3 {
+            let path: Vec<i32> = (0..len as i32).map(|i| i * 70).collect();
+            let framed = encode_frame(9, &path, b"p");
+            let frame = decode_frame(&framed).unwrap();
+            let expected = if path.is_empty() {
+                vec![0]
+            } else {
+                path.clone()
+            };
+            assert_eq!(frame.message_indexes, expected);
+            assert_eq!(frame.payload, b"p");
+            assert_eq!(MessageIndexes::from(&expected[..]), frame.message_indexes);
+        }
     }
 
     #[test]

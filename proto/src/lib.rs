@@ -18,7 +18,9 @@ mod validate;
 pub use compat::{CompatibilityLevel, check_compatibility, incompatibilities};
 pub use embedded::{EMBEDDED_FILES, POLICY_PROTO, VALIDATE_PROTO, embedded_source};
 pub use error::ProtoError;
-pub use framing::{Frame, MAGIC_BYTE, decode_frame, encode_frame, encode_frame_header};
+pub use framing::{
+    Frame, MAGIC_BYTE, MessageIndexes, decode_frame, encode_frame, encode_frame_header,
+};
 pub use normalize::canonical_text;
 pub use policy::{FieldPolicy, field_policy, message_policy};
 pub use schema::{CompiledSchema, SchemaForm, compile, detect_form};

@@ -275,7 +275,7 @@ impl RuleSet {
     ) -> Result<(), Vec<Violation>> {
         // The wire walk only ever proves a record good; everything else,
         // including building the violations, is left to the full decode.
-        if self.wire.accepts(self, message, payload) {
+        if self.wire.accepts(message, payload) {
             return Ok(());
         }
         self.validate_decoded(message, payload)
@@ -803,27 +803,47 @@ impl Checker<'_> {
 /// Whether the byte length alone proves the character-length rules hold:
 /// a UTF-8 string of `n` bytes has between `ceil(n / 4)` and `n` characters.
 fn length_certainly_ok(rules: &StringRules, s: &str) -> bool {
-    let bytes = s.len() as u64;
+    byte_length_settles(rules, s.len())
+}
+
+fn byte_length_settles(rules: &StringRules, len: usize) -> bool {
+    let bytes = len as u64;
     rules.min_len.is_none_or(|min| bytes.div_ceil(4) >= min)
         && rules.max_len.is_none_or(|max| bytes <= max)
 }
 
-/// The same verdict as [`Checker::string`] without building any report.
-fn string_passes(rules: &StringRules, s: &str) -> bool {
-    if !length_certainly_ok(rules, s) {
-        let len = s.chars().count() as u64;
+/// The same verdict as [`Checker::string`] without building any report,
+/// on the bytes of a string already known to be valid UTF-8 (the format
+/// checks look at bytes, so the wire walk need not make a `&str` unless a
+/// pattern is to be matched).
+#[inline(always)]
+fn string_passes(rules: &StringRules, text: &[u8]) -> bool {
+    // Most string rules are length bounds the byte count settles.
+    (rules.format.is_none() && rules.pattern.is_none() && byte_length_settles(rules, text.len()))
+        || string_passes_fully(rules, text)
+}
+
+fn string_passes_fully(rules: &StringRules, text: &[u8]) -> bool {
+    if !byte_length_settles(rules, text.len()) {
+        // In UTF-8 every character starts with exactly one byte that is
+        // not a continuation byte (`10xxxxxx`).
+        let len = text.iter().filter(|&&b| b & 0xc0 != 0x80).count() as u64;
         if rules.min_len.is_some_and(|min| len < min) || rules.max_len.is_some_and(|max| len > max)
         {
             return false;
         }
     }
     let format_ok = match rules.format {
-        Some(StringFormat::Email) => is_email(s),
-        Some(StringFormat::Uri) => is_uri(s),
-        Some(StringFormat::Uuid) => is_uuid(s),
+        Some(StringFormat::Email) => is_email(text),
+        Some(StringFormat::Uri) => is_uri(text),
+        Some(StringFormat::Uuid) => is_uuid(text),
         _ => true,
     };
-    format_ok && rules.pattern.as_ref().is_none_or(|p| p.is_match(s))
+    format_ok
+        && rules
+            .pattern
+            .as_ref()
+            .is_none_or(|p| std::str::from_utf8(text).is_ok_and(|s| p.is_match(s)))
 }
 
 struct MapKeyDisplay<'a>(&'a MapKey);
@@ -853,17 +873,59 @@ pub fn map_key_value(key: &MapKey) -> Value {
     }
 }
 
+/// A lower or upper bound and whether it is exclusive.
+type Bound<T> = Option<(T, bool)>;
+
+/// Numeric rules reduced to the comparisons they make: `gt` wins over
+/// `gte`, `lt` over `lte`.
+#[derive(Debug, Clone, Copy)]
+struct Limits<T> {
+    constant: Option<T>,
+    lower: Bound<T>,
+    upper: Bound<T>,
+}
+
+impl<T: PartialOrd + Copy> Limits<T> {
+    fn of(b: &Bounds<T>) -> Self {
+        Limits {
+            constant: b.constant,
+            lower: b.gt.map(|x| (x, true)).or(b.gte.map(|x| (x, false))),
+            upper: b.lt.map(|x| (x, true)).or(b.lte.map(|x| (x, false))),
+        }
+    }
+
+    /// The verdict of [`check_bounds`] without building its message.
+    #[inline]
+    fn hold(&self, v: T) -> bool {
+        self.constant.is_none_or(|c| v == c) && within(self.lower, self.upper, v)
+    }
+}
+
+/// `v` lies within `lower` and `upper`. A lower bound above the upper one
+/// describes the range outside them, as in protovalidate.
+#[inline]
+fn within<T: PartialOrd + Copy>(lower: Bound<T>, upper: Bound<T>, v: T) -> bool {
+    let above = |(x, exclusive): (T, bool)| if exclusive { v > x } else { v >= x };
+    let below = |(x, exclusive): (T, bool)| if exclusive { v < x } else { v <= x };
+    match (lower, upper) {
+        (None, None) => true,
+        (Some(l), None) => above(l),
+        (None, Some(u)) => below(u),
+        (Some(l), Some(u)) if l.0 > u.0 => above(l) || below(u),
+        (Some(l), Some(u)) => above(l) && below(u),
+    }
+}
+
 fn check_bounds<T: PartialOrd + fmt::Display + Copy>(b: &Bounds<T>, v: T) -> Option<String> {
     if let Some(c) = b.constant
         && v != c
     {
         return Some(format!("value must equal {c}"));
     }
-    // (bound, exclusive)
-    let lower = b.gt.map(|x| (x, true)).or(b.gte.map(|x| (x, false)));
-    let upper = b.lt.map(|x| (x, true)).or(b.lte.map(|x| (x, false)));
-    let above = |(x, exclusive): (T, bool)| if exclusive { v > x } else { v >= x };
-    let below = |(x, exclusive): (T, bool)| if exclusive { v < x } else { v <= x };
+    let Limits { lower, upper, .. } = Limits::of(b);
+    if within(lower, upper, v) {
+        return None;
+    }
     let describe_lower = |(x, exclusive): (T, bool)| {
         if exclusive {
             format!("greater than {x}")
@@ -880,24 +942,18 @@ fn check_bounds<T: PartialOrd + fmt::Display + Copy>(b: &Bounds<T>, v: T) -> Opt
     };
     match (lower, upper) {
         (None, None) => None,
-        (Some(l), None) => (!above(l)).then(|| format!("value must be {}", describe_lower(l))),
-        (None, Some(u)) => (!below(u)).then(|| format!("value must be {}", describe_upper(u))),
-        // A lower bound above the upper one describes the range outside
-        // them, as in protovalidate.
-        (Some(l), Some(u)) if l.0 > u.0 => (!(above(l) || below(u))).then(|| {
-            format!(
-                "value must be {} or {}",
-                describe_lower(l),
-                describe_upper(u)
-            )
-        }),
-        (Some(l), Some(u)) => (!(above(l) && below(u))).then(|| {
-            format!(
-                "value must be {} and {}",
-                describe_lower(l),
-                describe_upper(u)
-            )
-        }),
+        (Some(l), None) => Some(format!("value must be {}", describe_lower(l))),
+        (None, Some(u)) => Some(format!("value must be {}", describe_upper(u))),
+        (Some(l), Some(u)) if l.0 > u.0 => Some(format!(
+            "value must be {} or {}",
+            describe_lower(l),
+            describe_upper(u)
+        )),
+        (Some(l), Some(u)) => Some(format!(
+            "value must be {} and {}",
+            describe_lower(l),
+            describe_upper(u)
+        )),
     }
 }
 
@@ -905,78 +961,126 @@ fn check_bounds<T: PartialOrd + fmt::Display + Copy>(b: &Bounds<T>, v: T) -> Opt
 // Format checkers. Deliberately plain: they accept what the relevant
 // standards call well-formed, without DNS or scheme-specific knowledge.
 
+/// Bytes allowed in the local part of an email address besides letters
+/// and digits.
+const LOCAL_SPECIALS: &[u8] = b".!#$%&'*+/=?^_`{|}~-";
+
+/// Byte classes the format checks test, one bit each, looked up in a
+/// table built at compile time rather than by comparisons per byte.
+const EMAIL_LOCAL: u8 = 1;
+const HOST_LABEL: u8 = 2;
+const HEX_DIGIT: u8 = 4;
+const BYTE_CLASSES: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphanumeric() {
+            class |= EMAIL_LOCAL | HOST_LABEL;
+        }
+        if b == b'-' {
+            class |= HOST_LABEL;
+        }
+        if b.is_ascii_hexdigit() {
+            class |= HEX_DIGIT;
+        }
+        let mut j = 0;
+        while j < LOCAL_SPECIALS.len() {
+            if LOCAL_SPECIALS[j] == b {
+                class |= EMAIL_LOCAL;
+            }
+            j += 1;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+fn all_in(bytes: &[u8], class: u8) -> bool {
+    bytes
+        .iter()
+        .all(|&b| BYTE_CLASSES[usize::from(b)] & class != 0)
+}
+
 /// `local@domain`, with the local part drawn from the characters the HTML
 /// living standard allows and the domain a dotted list of host labels.
-pub(crate) fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.rsplit_once('@') else {
+///
+/// The format checks read bytes: on UTF-8 text that gives the verdict a
+/// character-wise reading would, since every character they accept is
+/// ASCII and every byte of a non-ASCII character is above 0x7f.
+pub(crate) fn is_email(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
+    let s = s.as_ref();
+    let Some(at) = s.iter().rposition(|&b| b == b'@') else {
         return false;
     };
-    const LOCAL_SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
-    !local.is_empty()
-        && local.len() <= 64
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(c))
-        && is_hostname(domain)
+    let (local, domain) = (&s[..at], &s[at + 1..]);
+    !local.is_empty() && local.len() <= 64 && all_in(local, EMAIL_LOCAL) && is_hostname(domain)
 }
 
 /// Dotted labels of letters, digits and inner hyphens, each 1-63 bytes,
 /// 253 bytes in all. A single trailing dot is allowed.
-fn is_hostname(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
+fn is_hostname(s: &[u8]) -> bool {
+    let s = s.strip_suffix(b".").unwrap_or(s);
     !s.is_empty()
         && s.len() <= 253
-        && s.split('.').all(|label| {
+        && s.split(|&b| b == b'.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.first() != Some(&b'-')
+                && label.last() != Some(&b'-')
+                && all_in(label, HOST_LABEL)
         })
 }
 
 /// An absolute URI per RFC 3986: a scheme, a colon, and a remainder made
 /// of URI characters with well-formed percent escapes and at most one `#`.
-pub(crate) fn is_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else {
+pub(crate) fn is_uri(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
+    let s = s.as_ref();
+    let Some(colon) = s.iter().position(|&b| b == b':') else {
         return false;
     };
-    let mut scheme_chars = scheme.chars();
-    let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !scheme_ok || rest.matches('#').count() > 1 {
+    let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+    let scheme_ok = scheme.first().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .iter()
+            .skip(1)
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || rest.iter().filter(|&&b| b == b'#').count() > 1 {
         return false;
     }
-    if let Some(authority_and_path) = rest.strip_prefix("//") {
+    if let Some(authority_and_path) = rest.strip_prefix(b"//") {
         let authority = authority_and_path
-            .split(['/', '?', '#'])
+            .split(|b| matches!(b, b'/' | b'?' | b'#'))
             .next()
             .unwrap_or_default();
         // An authority with a port must have a numeric port.
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-        if !host_port.ends_with(']')
-            && let Some((_, port)) = host_port.rsplit_once(':')
-            && !port.bytes().all(|b| b.is_ascii_digit())
+        let host_port = match authority.iter().rposition(|&b| b == b'@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
+        if host_port.last() != Some(&b']')
+            && let Some(colon) = host_port.iter().rposition(|&b| b == b':')
+            && !host_port[colon + 1..].iter().all(|b| b.is_ascii_digit())
         {
             return false;
         }
     }
-    const ALLOWED: &str = "-._~:/?#[]@!$&'()*+,;=%";
-    let bytes = rest.as_bytes();
+    const ALLOWED: &[u8] = b"-._~:/?#[]@!$&'()*+,;=%";
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    while let Some(&b) = rest.get(i) {
         if b == b'%' {
-            let hex = |j: usize| bytes.get(j).is_some_and(|b| b.is_ascii_hexdigit());
+            let hex = |j: usize| rest.get(j).is_some_and(|b| b.is_ascii_hexdigit());
             if !(hex(i + 1) && hex(i + 2)) {
                 return false;
             }
             i += 3;
             continue;
         }
-        if !(b.is_ascii_alphanumeric() || ALLOWED.as_bytes().contains(&b)) {
+        if !(b.is_ascii_alphanumeric() || ALLOWED.contains(&b)) {
             return false;
         }
         i += 1;
@@ -985,12 +1089,17 @@ pub(crate) fn is_uri(s: &str) -> bool {
 }
 
 /// `8-4-4-4-12` hexadecimal digits, either case.
-pub(crate) fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+pub(crate) fn is_uuid(s: &(impl AsRef<[u8]> + ?Sized)) -> bool {
+    let Ok(s) = <&[u8; 36]>::try_from(s.as_ref()) else {
+        return false;
+    };
+    let hex = |run: &[u8]| all_in(run, HEX_DIGIT);
+    [s[8], s[13], s[18], s[23]] == [b'-'; 4]
+        && hex(&s[..8])
+        && hex(&s[9..13])
+        && hex(&s[14..18])
+        && hex(&s[19..23])
+        && hex(&s[24..])
 }
 
 #[cfg(test)]
@@ -1374,5 +1483,154 @@ mod tests {
         assert!(is_uuid("123E4567-e89b-12d3-a456-426614174000"));
         assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
+    }
+
+    /// The format checks as first written, character by character: the
+    /// byte-wise ones must agree with them on every string.
+    mod by_chars {
+        pub fn is_email(s: &str) -> bool {
+            let Some((local, domain)) = s.rsplit_once('@') else {
+                return false;
+            };
+            const LOCAL_SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
+            !local.is_empty()
+                && local.len() <= 64
+                && local
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(c))
+                && is_hostname(domain)
+        }
+
+        fn is_hostname(s: &str) -> bool {
+            let s = s.strip_suffix('.').unwrap_or(s);
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+
+        pub fn is_uri(s: &str) -> bool {
+            let Some((scheme, rest)) = s.split_once(':') else {
+                return false;
+            };
+            let mut scheme_chars = scheme.chars();
+            let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            if !scheme_ok || rest.matches('#').count() > 1 {
+                return false;
+            }
+            if let Some(authority_and_path) = rest.strip_prefix("//") {
+                let authority = authority_and_path
+                    .split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default();
+                let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+                if !host_port.ends_with(']')
+                    && let Some((_, port)) = host_port.rsplit_once(':')
+                    && !port.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return false;
+                }
+            }
+            const ALLOWED: &str = "-._~:/?#[]@!$&'()*+,;=%";
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let b = bytes[i];
+                if b == b'%' {
+                    let hex = |j: usize| bytes.get(j).is_some_and(|b| b.is_ascii_hexdigit());
+                    if !(hex(i + 1) && hex(i + 2)) {
+                        return false;
+                    }
+                    i += 3;
+                    continue;
+                }
+                if !(b.is_ascii_alphanumeric() || ALLOWED.as_bytes().contains(&b)) {
+                    return false;
+                }
+                i += 1;
+            }
+            true
+        }
+
+        pub fn is_uuid(s: &str) -> bool {
+            s.len() == 36
+                && s.bytes().enumerate().all(|(i, b)| match i {
+                    8 | 13 | 18 | 23 => b == b'-',
+                    _ => b.is_ascii_hexdigit(),
+                })
+        }
+    }
+
+    #[test]
+    fn byte_wise_checks_agree_with_character_checks() {
+        // Strings built from pieces that matter to the checks, non-ASCII
+        // ones included, by a deterministic xorshift.
+        const PIECES: &[&str] = &[
+            "a", "Z", "7", "@", ".", "-", "_", ":", "/", "//", "#", "%", "%2f", "[", "]", "?", "+",
+            "é", "😀", "\u{a0}", "ß", " ", "x.y", "http", "0",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let rules = |min: Option<u64>, max: Option<u64>| StringRules {
+            min_len: min,
+            max_len: max,
+            ..StringRules::default()
+        };
+        let lengths = [
+            rules(Some(3), None),
+            rules(None, Some(3)),
+            rules(Some(2), Some(2)),
+        ];
+        for _ in 0..20_000 {
+            let n = next() % 10;
+            let s: String = (0..n)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            assert_eq!(is_email(&s), by_chars::is_email(&s), "{s:?}");
+            assert_eq!(is_uri(&s), by_chars::is_uri(&s), "{s:?}");
+            for r in &lengths {
+                let mut checker = Checker {
+                    rules: &RuleSet::default(),
+                    path: String::new(),
+                    out: Vec::new(),
+                };
+                checker.string(r, &s);
+                assert_eq!(
+                    string_passes(r, s.as_bytes()),
+                    checker.out.is_empty(),
+                    "{s:?}"
+                );
+            }
+        }
+        // UUIDs with one or two characters replaced.
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        let swaps = ['-', 'g', 'F', '0', 'é', 'x', ':', '/'];
+        for _ in 0..5_000 {
+            let mut s: Vec<char> = uuid.chars().collect();
+            for _ in 0..=(next() % 2) {
+                let at = (next() % 36) as usize;
+                s[at] = swaps[(next() % swaps.len() as u64) as usize];
+            }
+            let s: String = s.into_iter().collect();
+            assert_eq!(is_uuid(&s), by_chars::is_uuid(&s), "{s:?}");
+        }
+        assert!(is_uuid(uuid));
+        for s in ["a@b.co", "http://[::1]:80/", "é@b.co", "a@é.co", "h:é"] {
+            assert_eq!(is_email(s), by_chars::is_email(s), "{s:?}");
+            assert_eq!(is_uri(s), by_chars::is_uri(s), "{s:?}");
+        }
     }
 }
