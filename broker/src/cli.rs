@@ -562,8 +562,16 @@ pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
 
 /// `sluice sql`: runs a read-only query over the topic tables on a running
 /// broker and prints the rows as a table.
-pub async fn sql(statement: &str, target: &HttpTarget) -> anyhow::Result<()> {
-    let (status, body) = http_post(&target.http, "/sql", statement).await?;
+pub async fn sql(
+    statement: &str,
+    purpose: Option<&str>,
+    target: &HttpTarget,
+) -> anyhow::Result<()> {
+    let path = match purpose {
+        Some(p) => format!("/sql?purpose={p}"),
+        None => "/sql".to_owned(),
+    };
+    let (status, body) = http_post(&target.http, &path, statement).await?;
     if status != 200 {
         bail!("query failed: {}", body.trim());
     }

@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Iceberg namespace of topic tables (topic `T` is table `NAMESPACE.T`).
     #[arg(long, env = "SLUICE_TABLE_NAMESPACE", value_name = "NAME")]
     pub table_namespace: Option<String>,
+    /// Field policies: purposes, their grants and sensitivity classes (TOML).
+    #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Shut down when the process with this id exits (for test harnesses
     /// and supervisors that may die without stopping the broker).
     #[arg(long, hide = true, value_name = "PID")]
@@ -98,6 +101,7 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u64>,
     table_commit_interval_ms: Option<u64>,
     table_namespace: Option<String>,
+    policy_file: Option<PathBuf>,
 }
 
 /// Resolved broker settings.
@@ -120,6 +124,8 @@ pub struct Config {
     pub group_initial_delay: Duration,
     pub table_commit_interval: Duration,
     pub table_namespace: String,
+    /// Purposes and grants from the policy file (none without one).
+    pub policies: std::sync::Arc<crate::policy::Policies>,
 }
 
 impl Config {
@@ -201,7 +207,10 @@ impl Config {
         if table_commit_ms < 10 {
             bail!("table-commit-interval-ms must be at least 10, got {table_commit_ms}");
         }
+        let policy_file = args.policy_file.clone().or(file.policy_file);
+        let policies = crate::policy::Policies::load(policy_file.as_deref())?;
         Ok(Config {
+            policies: std::sync::Arc::new(policies),
             table_commit_interval: Duration::from_millis(table_commit_ms),
             table_namespace,
             data_dir,

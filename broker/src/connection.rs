@@ -13,6 +13,7 @@
 //! Produce batches are queued for storage by the reader itself, before the
 //! next request is read, so one connection's batches are stored in order.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, Decoded};
 use crate::handlers;
+use crate::policy::{Policies, Purpose};
 use crate::state::SharedBroker;
 
 /// Requests one connection may have in flight before the reader waits.
@@ -37,6 +39,57 @@ pub struct ConnContext {
     /// so one connection's batches are stored in request order even though
     /// requests are checked (validated) concurrently.
     pub produce_chain: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    /// Who the connection acts for (`User:ANONYMOUS` until it authenticates).
+    pub principal: String,
+    /// The purpose decided for the client id last seen (clients send the
+    /// same id in every request, so it is decided, and logged, once).
+    purpose: std::sync::Mutex<Option<(String, Result<Option<Purpose>, String>)>>,
+    /// Topics this connection has read, for the audit log.
+    read_topics: std::sync::Mutex<HashSet<String>>,
+}
+
+impl ConnContext {
+    pub fn new(peer: SocketAddr) -> ConnContext {
+        ConnContext {
+            peer,
+            produce_chain: std::sync::Mutex::new(None),
+            principal: crate::policy::ANONYMOUS.to_owned(),
+            purpose: std::sync::Mutex::new(None),
+            read_topics: std::sync::Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The purpose this connection's `client_id` declares, if its
+    /// principal may declare it.
+    pub fn purpose(&self, policies: &Policies, client_id: &str) -> Result<Option<Purpose>, String> {
+        // std Mutex: held for a comparison and a clone, never across an await.
+        let mut slot = self.purpose.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, decided)) = slot.as_ref()
+            && id == client_id
+        {
+            return decided.clone();
+        }
+        let decided = policies.declared(&self.principal, client_id);
+        if let Err(why) = &decided {
+            tracing::warn!(
+                target: "sluice::audit",
+                principal = %self.principal,
+                peer = %self.peer,
+                client_id,
+                reason = %why,
+                "purpose refused: fetches answer TOPIC_AUTHORIZATION_FAILED"
+            );
+            metrics::counter!("sluice_purpose_refusals_total").increment(1);
+        }
+        *slot = Some((client_id.to_owned(), decided.clone()));
+        decided
+    }
+
+    /// True the first time the connection reads `topic`.
+    pub fn first_read_of(&self, topic: &str) -> bool {
+        let mut seen = self.read_topics.lock().unwrap_or_else(|e| e.into_inner());
+        !seen.contains(topic) && seen.insert(topic.to_owned())
+    }
 }
 
 /// A response slot: `None` means the request gets no response (acks=0).
@@ -53,10 +106,7 @@ pub async fn serve<S>(
     let (rd, wr) = tokio::io::split(stream);
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
-    let ctx = Arc::new(ConnContext {
-        peer,
-        produce_chain: std::sync::Mutex::new(None),
-    });
+    let ctx = Arc::new(ConnContext::new(peer));
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {

@@ -122,22 +122,50 @@ async fn expire_table(
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")))
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct SqlParams {
+    purpose: Option<String>,
+}
+
 /// Most rows one SQL answer carries.
 const SQL_MAX_ROWS: usize = 10_000;
 
 /// `POST /sql` with the statement as the body: a read-only query over the
 /// topic tables, answered as JSON (`columns`, `rows`, `truncated`).
+///
+/// `?purpose=NAME` reads for that purpose; without it the caller reads as
+/// a consumer that declares none (unrestricted fields only).
 async fn run_sql(
     State(ctx): State<Ctx>,
+    Query(params): Query<SqlParams>,
     body: String,
 ) -> Result<Json<sluice_lakehouse::sql::QueryResult>, (StatusCode, String)> {
-    let lake = ctx.broker.lake.lakehouse();
+    let broker = &ctx.broker;
+    let principal = crate::policy::ANONYMOUS;
+    let purpose = match params.purpose.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(broker.config.policies.allow(principal, p).map_err(|why| {
+            tracing::warn!(target: "sluice::audit", principal, reason = %why, "SQL purpose refused");
+            (StatusCode::FORBIDDEN, format!("{why}\n"))
+        })?),
+    };
+    let guards = crate::policy::sql_guards(broker, purpose.as_ref())
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")))?;
+    tracing::info!(
+        target: "sluice::audit",
+        principal,
+        purpose = purpose.as_ref().map_or("none", |p| p.0.as_str()),
+        "SQL query"
+    );
+    let lake = broker.lake.lakehouse();
     let namespace = lake.namespace().as_ref().join(".");
     sluice_lakehouse::sql::query(
         Arc::new(lake.catalog().clone()),
         &namespace,
         &body,
         SQL_MAX_ROWS,
+        &guards,
     )
     .await
     .map(Json)

@@ -39,6 +39,10 @@ enum Command {
     Sql {
         /// The statement; tables are `kafka.TOPIC` or just `TOPIC`.
         statement: String,
+        /// Read for this purpose: fields it may not see are left out,
+        /// masked or hashed, as for a Kafka consumer declaring it.
+        #[arg(long, value_name = "NAME")]
+        purpose: Option<String>,
         #[command(flatten)]
         target: HttpTarget,
     },
@@ -81,9 +85,11 @@ fn main() -> std::process::ExitCode {
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
-            Command::Sql { statement, target } => {
-                sluice_broker::cli::sql(&statement, &target).await
-            }
+            Command::Sql {
+                statement,
+                purpose,
+                target,
+            } => sluice_broker::cli::sql(&statement, purpose.as_deref(), &target).await,
         }
     });
     match result {

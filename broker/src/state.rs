@@ -27,6 +27,8 @@ pub struct Broker {
     pub commits: watch::Receiver<u64>,
     /// Archived batches are read back from the topic tables.
     pub lake: crate::read::LakeReader,
+    /// Field redaction by the reader's purpose, at fetch.
+    pub redactor: crate::policy::Redactor,
     topics: RwLock<HashMap<String, Arc<TopicRecord>>>,
 }
 
@@ -103,6 +105,11 @@ pub struct Parts {
 impl Broker {
     pub fn new(p: Parts) -> Broker {
         Broker {
+            redactor: crate::policy::Redactor::new(
+                p.validator.clone(),
+                p.config.policies.clone(),
+                p.config.cache_bytes / 8,
+            ),
             config: p.config,
             meta: p.meta,
             segments: p.segments,

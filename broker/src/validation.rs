@@ -61,7 +61,7 @@ const BINDING_TTL: Duration = Duration::from_secs(2);
 
 /// One side (key or value) of a topic bound to a subject.
 #[derive(Clone)]
-enum Side {
+pub enum Side {
     /// Confluent-framed records; any live version's id of the subject.
     Framed { subject: String },
     /// Raw Protobuf of one message type from the subject's latest version.
@@ -73,7 +73,7 @@ enum Side {
 }
 
 impl Side {
-    fn subject(&self) -> &str {
+    pub fn subject(&self) -> &str {
         match self {
             Side::Framed { subject } | Side::Raw { subject, .. } => subject,
         }
@@ -122,6 +122,8 @@ pub struct RecordError {
     pub subject: Option<String>,
 }
 
+/// Cheap to clone; clones share the caches.
+#[derive(Clone)]
 pub struct Validator {
     registry: Registry,
     bindings: moka::future::Cache<String, Arc<Binding>>,
@@ -196,6 +198,15 @@ impl Validator {
         });
         self.bindings.insert(topic.name.clone(), b.clone()).await;
         Ok(b)
+    }
+
+    /// The (key, value) sides of the topic that are bound to a subject.
+    pub async fn sides(
+        &self,
+        topic: &TopicRecord,
+    ) -> Result<(Option<Side>, Option<Side>), Rejection> {
+        let b = self.binding(topic).await?;
+        Ok((b.key.clone(), b.value.clone()))
     }
 
     async fn id_in_subject(&self, subject: &str, id: u32) -> Result<bool, String> {

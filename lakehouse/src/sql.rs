@@ -4,13 +4,27 @@
 //! the topic namespace is the default schema. Statements that would change
 //! anything (DDL, DML such as INSERT, COPY, SET) are refused: a topic's
 //! table is written by the broker alone.
+//!
+//! A reader restricted by field policies queries views instead of the
+//! tables: each [`TableGuard`] names the `value` fields the reader may not
+//! see, and the view leaves them out, masks them or hashes them exactly as
+//! Kafka fetches do (so a hashed email joins across both). The raw
+//! `kafka_value` column, which holds every field, is left out of such a
+//! view. Only the guarded views are reachable from the query: the tables
+//! behind them are not registered under any name.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::DataType;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, lit, when};
 use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
+use sluice_proto::{Hidden, MASK};
 
 use crate::catalog::{CATALOG_NAME, LakeCatalog};
 
@@ -23,12 +37,27 @@ pub struct QueryResult {
     pub truncated: bool,
 }
 
+/// What one reader may not see of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableGuard {
+    /// Paths of field names under the `value` column, and what the reader
+    /// gets instead.
+    pub hidden: Vec<(Vec<String>, Hidden)>,
+    /// Leave out `kafka_key` (its schema hides fields from the reader).
+    pub hide_key: bool,
+}
+
+/// Guards by table name (in the topic namespace).
+pub type Guards = HashMap<String, TableGuard>;
+
 /// Runs one read-only SQL statement and returns at most `max_rows` rows.
+/// Tables named in `guards` are replaced by views that apply them.
 pub async fn query(
     catalog: Arc<LakeCatalog>,
     namespace: &str,
     sql: &str,
     max_rows: usize,
+    guards: &Guards,
 ) -> Result<QueryResult, String> {
     let provider = IcebergCatalogProvider::try_new(catalog as Arc<dyn Catalog>)
         .await
@@ -37,7 +66,14 @@ pub async fn query(
         .with_default_catalog_and_schema(CATALOG_NAME, namespace)
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
+    if guards.is_empty() {
+        ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
+    } else {
+        ctx.register_catalog(
+            CATALOG_NAME,
+            guarded_catalog(&provider, namespace, guards).await?,
+        );
+    }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -79,4 +115,134 @@ pub async fn query(
         }
     }
     Ok(result)
+}
+
+/// The topic namespace with every guarded table replaced by its view.
+async fn guarded_catalog(
+    raw: &IcebergCatalogProvider,
+    namespace: &str,
+    guards: &Guards,
+) -> Result<Arc<dyn CatalogProvider>, String> {
+    let tables = MemorySchemaProvider::new();
+    if let Some(schema) = raw.schema(namespace) {
+        // Views are planned in a context of their own, so the raw tables
+        // never get a name the reader's query could use.
+        let planner = SessionContext::new();
+        for name in schema.table_names() {
+            let Some(table) = schema.table(&name).await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let table = match guards.get(&name) {
+                None => table,
+                Some(guard) => {
+                    let frame = planner.read_table(table).map_err(|e| e.to_string())?;
+                    let columns = guarded_columns(frame.schema(), guard);
+                    frame
+                        .select(columns)
+                        .map_err(|e| format!("cannot apply the field policy to {name}: {e}"))?
+                        .into_view()
+                }
+            };
+            datafusion::catalog::SchemaProvider::register_table(&tables, name, table)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let catalog = MemoryCatalogProvider::new();
+    catalog
+        .register_schema(namespace, Arc::new(tables))
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(catalog))
+}
+
+/// A tree of hidden paths: what happens at this field, or below it.
+#[derive(Default)]
+struct Node {
+    action: Option<Hidden>,
+    children: BTreeMap<String, Node>,
+}
+
+fn guarded_columns(schema: &datafusion::common::DFSchema, guard: &TableGuard) -> Vec<Expr> {
+    let mut root = Node::default();
+    for (path, how) in &guard.hidden {
+        let mut node = &mut root;
+        for name in path {
+            node = node.children.entry(name.clone()).or_default();
+        }
+        node.action = Some(*how);
+    }
+    let mut out = Vec::new();
+    for (qualifier, field) in schema.iter() {
+        let name = field.name().as_str();
+        let column = Expr::Column(Column::new(qualifier.cloned(), name));
+        let projected = match name {
+            crate::layout::COL_VALUE => project(column, field.data_type(), &root),
+            // The value exactly as produced holds every field.
+            crate::layout::COL_VALUE_BYTES if !guard.hidden.is_empty() => None,
+            crate::layout::COL_KEY if guard.hide_key => None,
+            _ => Some(column),
+        };
+        match projected {
+            // Columns kept as they are keep their qualified name.
+            Some(e @ Expr::Column(_)) => out.push(e),
+            Some(e) => out.push(e.alias(name)),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The expression a reader sees for `expr` (of `data_type`), or `None`
+/// when it is left out.
+fn project(expr: Expr, data_type: &DataType, node: &Node) -> Option<Expr> {
+    use datafusion::functions::core::expr_fn::{get_field, named_struct};
+    use datafusion::functions::crypto::expr_fn::sha256;
+    use datafusion::functions::encoding::expr_fn::encode;
+    let is_text = matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let is_binary = matches!(
+        data_type,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    );
+    match node.action {
+        Some(Hidden::Mask) if is_text => {
+            return Some(
+                when(expr.clone().is_null(), lit(ScalarValue::Utf8(None)))
+                    .otherwise(lit(MASK))
+                    .ok()?,
+            );
+        }
+        Some(Hidden::Mask) if is_binary => {
+            return Some(
+                when(expr.clone().is_null(), lit(ScalarValue::Binary(None)))
+                    .otherwise(lit(ScalarValue::Binary(Some(Vec::new()))))
+                    .ok()?,
+            );
+        }
+        Some(Hidden::Hash) if is_text => return Some(encode(sha256(expr), lit("hex"))),
+        Some(Hidden::Hash) if is_binary => return Some(sha256(expr)),
+        Some(_) => return None,
+        None if node.children.is_empty() => return Some(expr),
+        None => {}
+    }
+    // Something below this field is hidden. Structs are rebuilt without
+    // it; a list or map cannot be rewritten element by element here, so it
+    // is left out whole.
+    let DataType::Struct(fields) = data_type else {
+        return None;
+    };
+    let mut args = Vec::new();
+    for f in fields {
+        let inner = get_field(expr.clone(), f.name().as_str());
+        let kept = match node.children.get(f.name()) {
+            None => Some(inner),
+            Some(child) => project(inner, f.data_type(), child),
+        };
+        if let Some(e) = kept {
+            args.push(lit(f.name().as_str()));
+            args.push(e);
+        }
+    }
+    (!args.is_empty()).then(|| named_struct(args))
 }

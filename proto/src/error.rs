@@ -21,6 +21,8 @@ pub enum ProtoError {
     NoMessages,
     #[error("no message at index path {0:?} in the schema")]
     MessageIndexNotFound(Vec<i32>),
+    #[error("malformed protobuf encoding: {0}")]
+    Malformed(String),
     #[error("unknown compatibility level '{0}'")]
     UnknownCompatibility(String),
 }

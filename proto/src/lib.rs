@@ -1,5 +1,6 @@
 //! Protobuf machinery for Sluice: schema compilation, record validation,
-//! schema normalisation and compatibility, and the Confluent wire framing.
+//! schema normalisation and compatibility, the Confluent wire framing, and
+//! field redaction by policy.
 //!
 //! The broker calls into this crate on the produce path (unframe a record,
 //! look up its message type, validate it) and the schema registry uses it
@@ -12,6 +13,7 @@ mod error;
 mod framing;
 mod normalize;
 mod policy;
+mod redact;
 mod schema;
 mod validate;
 
@@ -23,6 +25,7 @@ pub use framing::{
 };
 pub use normalize::canonical_text;
 pub use policy::{FieldPolicy, field_policy, message_policy};
+pub use redact::{Hidden, MASK, Redaction, hex};
 pub use schema::{CompiledSchema, SchemaForm, compile, detect_form};
 pub use validate::{Violation, map_key_value, validate};
 

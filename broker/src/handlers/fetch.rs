@@ -13,13 +13,25 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
+use crate::connection::ConnContext;
+use crate::meta::TopicRecord;
+use crate::policy::Purpose;
 use crate::read;
 use crate::state::{Broker, KafkaError};
 
 /// Longest wait honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: FetchRequest,
+    ctx: &ConnContext,
+    client_id: &str,
+) -> FetchResponse {
+    let purpose = match ctx.purpose(&broker.config.policies, client_id) {
+        Ok(p) => p,
+        Err(why) => return refused(&req, &why),
+    };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let started = Instant::now();
     let deadline = started + wait;
@@ -28,8 +40,9 @@ pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchR
         // Mark the current commit as seen before reading, so a commit that
         // lands while we read wakes the wait below.
         commits.borrow_and_update();
-        let (resp, bytes, errors) = read_all(broker, &req).await;
+        let (resp, bytes, errors) = read_all(broker, &req, purpose.as_ref()).await;
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
+            audit(ctx, &resp, purpose.as_ref());
             metrics::counter!("sluice_fetch_bytes_total").increment(bytes as u64);
             metrics::histogram!("sluice_fetch_latency_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -42,7 +55,68 @@ pub async fn handle(broker: &Broker, req: FetchRequest, _version: i16) -> FetchR
     }
 }
 
-async fn read_all(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+/// The answer to a connection whose declared purpose was refused: every
+/// partition fails authorization (the reason is in the broker's log).
+fn refused(req: &FetchRequest, why: &str) -> FetchResponse {
+    let mut resp = FetchResponse::default();
+    for t in &req.topics {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = t.topic.clone();
+        tr.topic_id = t.topic_id;
+        for p in &t.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = p.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.error_code = ResponseError::TopicAuthorizationFailed.code();
+            tr.partitions.push(pd);
+        }
+        resp.responses.push(tr);
+    }
+    tracing::debug!(reason = why, "fetch refused");
+    resp
+}
+
+/// Records, once per connection and topic, which principal read the topic
+/// for which purpose; counts the bytes read per principal, topic and purpose.
+fn audit(ctx: &ConnContext, resp: &FetchResponse, purpose: Option<&Purpose>) {
+    let purpose = purpose.map_or("none", |p| p.0.as_str());
+    for t in &resp.responses {
+        let bytes: usize = t
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+            .sum();
+        if bytes == 0 {
+            continue;
+        }
+        let topic = t.topic.as_str();
+        metrics::counter!(
+            "sluice_audit_read_bytes_total",
+            "principal" => ctx.principal.clone(),
+            "topic" => topic.to_owned(),
+            "purpose" => purpose.to_owned(),
+        )
+        .increment(bytes as u64);
+        if ctx.first_read_of(topic) {
+            tracing::info!(
+                target: "sluice::audit",
+                principal = %ctx.principal,
+                peer = %ctx.peer,
+                topic,
+                purpose,
+                "read"
+            );
+        }
+    }
+}
+
+async fn read_all(
+    broker: &Broker,
+    req: &FetchRequest,
+    purpose: Option<&Purpose>,
+) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
     let mut remaining = if req.max_bytes > 0 {
         req.max_bytes as usize
@@ -72,7 +146,8 @@ async fn read_all(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize,
                     let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
                     read_partition(
                         broker,
-                        topic.id,
+                        topic,
+                        purpose,
                         p.partition,
                         p.fetch_offset,
                         limit,
@@ -102,15 +177,18 @@ async fn read_all(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize,
 }
 
 /// Fills `pd` for one partition; returns the record bytes added.
+#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
-    topic_id: i64,
+    topic: &TopicRecord,
+    purpose: Option<&Purpose>,
     partition: i32,
     offset: i64,
     limit: usize,
     first_in_response: bool,
     pd: &mut PartitionData,
 ) -> Result<usize, KafkaError> {
+    let topic_id = topic.id;
     let Some(offsets) = broker.meta.partition_offsets(topic_id, partition).await? else {
         return Err(KafkaError::new(ResponseError::UnknownTopicOrPartition, ""));
     };
@@ -158,6 +236,10 @@ async fn read_partition(
         }
     }
     let n = out.len();
-    pd.records = Some(out.into());
+    let records = broker
+        .redactor
+        .redact(topic, partition, out.into(), purpose)
+        .await?;
+    pd.records = Some(records);
     Ok(n)
 }

@@ -82,7 +82,15 @@ pub async fn start(
             async move { out }.boxed()
         }
         ApiKey::Metadata => simple!(broker, req, metadata, m::MetadataRequest),
-        ApiKey::Fetch => simple!(broker, req, fetch, m::FetchRequest),
+        ApiKey::Fetch => {
+            let body: m::FetchRequest = req.decode()?;
+            async move {
+                let client_id = req.header.client_id.as_deref().unwrap_or("");
+                let resp = fetch::handle(&broker, body, &ctx, client_id).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
         ApiKey::ListOffsets => simple!(broker, req, list_offsets, m::ListOffsetsRequest),
         ApiKey::CreateTopics => simple!(broker, req, create_topics, m::CreateTopicsRequest),
         ApiKey::DeleteTopics => simple!(broker, req, delete_topics, m::DeleteTopicsRequest),

@@ -323,7 +323,7 @@ fn topic_is_an_iceberg_table() {
 
 /// Waits until the topic's table holds `records` rows (per the snapshot
 /// summary served by the REST catalog).
-fn wait_for_table_rows(broker: &Broker, table: &str, records: u64) {
+pub(crate) fn wait_for_table_rows(broker: &Broker, table: &str, records: u64) {
     let path = format!("/v1/namespaces/kafka/tables/{table}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -519,7 +519,7 @@ fn compaction_keeps_rows_and_kafka_reads() {
     assert_same_log(&got, &expected);
 }
 
-fn sluice_cli(args: &[&str]) -> String {
+pub(crate) fn sluice_cli(args: &[&str]) -> String {
     let out = sluice_tests::run_with_timeout(
         std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args(args),
         None,

@@ -13,6 +13,7 @@ mod kcat;
 mod lakehouse;
 mod offsets;
 mod ops;
+mod policy;
 mod produce_consume;
 mod python;
 mod raw;
