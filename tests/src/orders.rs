@@ -152,11 +152,52 @@ pub fn http(
 
 /// Registers [`ORDER_SCHEMA`] under `subject` and returns its schema id.
 pub fn register_order_schema(registry_addr: &str, subject: &str) -> anyhow::Result<u32> {
+    register(registry_addr, subject, ORDER_SCHEMA)
+}
+
+/// The order schema with field policies: the email is for billing only,
+/// the street and the note are PII (see [`GUARDED_POLICY_FILE`]).
+pub fn guarded_order_schema() -> String {
+    ORDER_SCHEMA
+        .replace(
+            "import \"buf/validate/validate.proto\";",
+            "import \"buf/validate/validate.proto\";\nimport \"sluice/policy/v1/policy.proto\";",
+        )
+        .replace(
+            "string email = 2 [(buf.validate.field).string.email = true];",
+            "string email = 2 [(buf.validate.field).string.email = true, (sluice.policy.v1.field) = { purposes: [\"billing\"] }];",
+        )
+        .replace(
+            "string street = 1 [(buf.validate.field).string.min_len = 1];",
+            "string street = 1 [(buf.validate.field).string.min_len = 1, (sluice.policy.v1.field) = { sensitivity: \"pii\" }];",
+        )
+        .replace(
+            "string note = 7 [(buf.validate.field).string.max_len = 2000];",
+            "string note = 7 [(buf.validate.field).string.max_len = 2000, (sluice.policy.v1.field) = { sensitivity: \"pii\" }];",
+        )
+}
+
+/// Purposes for [`guarded_order_schema`]: `billing` sees everything,
+/// `analytics` gets PII and the email hashed, undeclared readers lose them.
+pub const GUARDED_POLICY_FILE: &str = r#"purposes = ["billing", "analytics"]
+[actions]
+analytics = "hash"
+[sensitivity]
+pii = ["billing"]
+"#;
+
+pub fn register_guarded_order_schema(registry_addr: &str, subject: &str) -> anyhow::Result<u32> {
+    register(registry_addr, subject, &guarded_order_schema())
+}
+
+fn register(registry_addr: &str, subject: &str, schema: &str) -> anyhow::Result<u32> {
     let body = serde_json::json!({
-        "schema": ORDER_SCHEMA,
+        "schema": schema,
         "schemaType": "PROTOBUF",
         "references": [{"name": "buf/validate/validate.proto",
-                        "subject": "buf/validate/validate.proto", "version": 1}],
+                        "subject": "buf/validate/validate.proto", "version": 1},
+                       {"name": "sluice/policy/v1/policy.proto",
+                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
     })
     .to_string();
     let (status, text) = http(
@@ -173,4 +214,30 @@ pub fn register_order_schema(registry_addr: &str, subject: &str) -> anyhow::Resu
         .as_u64()
         .map(|id| id as u32)
         .context("no id in the registry answer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guarded_schema_carries_its_policies() {
+        let schema =
+            sluice_proto::CompiledSchema::compile(&guarded_order_schema(), &Default::default())
+                .unwrap();
+        let policy = |message: &str, field: &str| {
+            let m = schema.pool().get_message_by_name(message).unwrap();
+            sluice_proto::field_policy(&m.get_field_by_name(field).unwrap())
+        };
+        assert_eq!(
+            policy("bench.Order", "email").unwrap().purposes,
+            ["billing"]
+        );
+        assert_eq!(
+            policy("bench.Address", "street").unwrap().sensitivity,
+            "pii"
+        );
+        assert_eq!(policy("bench.Order", "note").unwrap().sensitivity, "pii");
+        assert!(policy("bench.Order", "id").is_none());
+    }
 }

@@ -103,10 +103,19 @@ struct Args {
     #[arg(long = "consumer-config", value_parser = parse_kv)]
     consumer_config: Vec<(String, String)>,
 
+    /// Consume everything once per client id given (repeatable), e.g.
+    /// `--consume-as bench,purpose=billing --consume-as bench` to compare
+    /// a purpose that sees every field with a redacted reader.
+    #[arg(long = "consume-as", value_name = "CLIENT_ID")]
+    consume_as: Vec<String>,
+
     /// Record values: `random` bytes of --record-size, or framed Protobuf
     /// orders (~1 KiB, nested) either `unbound` (no subject registered, so
     /// the broker does not validate) or `validated` (schema registered under
-    /// TOPIC-value, every record decoded and checked).
+    /// TOPIC-value, every record decoded and checked), or `guarded`:
+    /// validated orders whose schema marks fields for purposes (the email
+    /// billing-only, street and note PII); an embedded broker gets a policy
+    /// file in which `billing` sees everything and `analytics` gets hashes.
     #[arg(long, value_enum, default_value_t = Values::Random)]
     values: Values,
 
@@ -210,6 +219,7 @@ enum Values {
     Random,
     Unbound,
     Validated,
+    Guarded,
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -230,7 +240,16 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Some(p) => p.clone(),
                 None => sluice_bin()?,
             };
-            let serve_args: Vec<&str> = args.serve_args.iter().map(String::as_str).collect();
+            let mut serve_args: Vec<String> = args.serve_args.clone();
+            if args.values == Values::Guarded {
+                let path = std::env::temp_dir()
+                    .join(format!("sluice-bench-policy-{}.toml", std::process::id()));
+                std::fs::write(&path, orders::GUARDED_POLICY_FILE)
+                    .context("write the bench policy file")?;
+                serve_args.push("--policy-file".into());
+                serve_args.push(path.display().to_string());
+            }
+            let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
             eprintln!("starting embedded broker {}", bin.display());
             let broker = Broker::try_start_bin(bin, &serve_args)?;
             let addr = broker.bootstrap();
@@ -319,8 +338,17 @@ fn bench(
 
     let values = match args.values {
         Values::Random => None,
-        Values::Unbound | Values::Validated => {
-            let id = if args.values == Values::Validated {
+        Values::Unbound | Values::Validated | Values::Guarded => {
+            let id = if args.values == Values::Guarded {
+                let registry =
+                    registry.context("--values guarded needs --registry with --broker")?;
+                let id =
+                    orders::register_guarded_order_schema(registry, &format!("{topic}-value"))?;
+                println!(
+                    "  values: framed Protobuf orders with field policies, schema id {id}: validated, redacted by purpose"
+                );
+                id
+            } else if args.values == Values::Validated {
                 let registry =
                     registry.context("--values validated needs --registry with --broker")?;
                 let id = orders::register_order_schema(registry, &format!("{topic}-value"))?;
@@ -412,22 +440,32 @@ fn bench(
     }
 
     if !args.no_consume {
-        let consumed = consume(args, bootstrap, &topic)?;
-        let secs = consumed.elapsed.as_secs_f64();
-        println!();
-        println!("consume");
-        println!("  {} records in {:.2} s", consumed.records, secs);
-        println!(
-            "  throughput   {:>10.1} MB/s   {:>12.0} records/s",
-            consumed.bytes as f64 / MB / secs,
-            consumed.records as f64 / secs
-        );
-        if consumed.records < produced.acked {
-            bail!(
-                "consumed {} records but {} were acknowledged",
-                consumed.records,
-                produced.acked
+        let passes: Vec<Option<&str>> = if args.consume_as.is_empty() {
+            vec![None]
+        } else {
+            args.consume_as.iter().map(|c| Some(c.as_str())).collect()
+        };
+        for (pass, client_id) in passes.into_iter().enumerate() {
+            let consumed = consume(args, bootstrap, &topic, pass, client_id)?;
+            let secs = consumed.elapsed.as_secs_f64();
+            println!();
+            match client_id {
+                Some(id) => println!("consume as client.id={id}"),
+                None => println!("consume"),
+            }
+            println!("  {} records in {:.2} s", consumed.records, secs);
+            println!(
+                "  throughput   {:>10.1} MB/s   {:>12.0} records/s",
+                consumed.bytes as f64 / MB / secs,
+                consumed.records as f64 / secs
             );
+            if consumed.records < produced.acked {
+                bail!(
+                    "consumed {} records but {} were acknowledged",
+                    consumed.records,
+                    produced.acked
+                );
+            }
         }
     }
     if produced.failed > 0 {
@@ -613,15 +651,24 @@ fn progress(phase: &str, start: Instant, done: &AtomicBool, sample: impl Fn() ->
     }
 }
 
-fn consume(args: &Args, bootstrap: &str, topic: &str) -> anyhow::Result<ConsumeResult> {
+fn consume(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+    pass: usize,
+    client_id: Option<&str>,
+) -> anyhow::Result<ConsumeResult> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-bench")
+        .set("group.id", format!("sluice-bench-{pass}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
     for (k, v) in &args.consumer_config {
         cfg.set(k, v);
+    }
+    if let Some(id) = client_id {
+        cfg.set("client.id", id);
     }
     let consumer: BaseConsumer = cfg.create().context("create consumer")?;
 
