@@ -30,6 +30,9 @@ use crate::state::SharedBroker;
 /// Requests one connection may have in flight before the reader waits.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// A client id's purpose, or why it was refused.
+type Decision = Result<Option<Purpose>, String>;
+
 /// Per-connection facts handlers may need.
 #[derive(Debug)]
 pub struct ConnContext {
@@ -43,7 +46,7 @@ pub struct ConnContext {
     pub principal: String,
     /// The purpose decided for the client id last seen (clients send the
     /// same id in every request, so it is decided, and logged, once).
-    purpose: std::sync::Mutex<Option<(String, Result<Option<Purpose>, String>)>>,
+    purpose: std::sync::Mutex<Option<(String, Decision)>>,
     /// Topics this connection has read, for the audit log.
     read_topics: std::sync::Mutex<HashSet<String>>,
 }
@@ -61,7 +64,7 @@ impl ConnContext {
 
     /// The purpose this connection's `client_id` declares, if its
     /// principal may declare it.
-    pub fn purpose(&self, policies: &Policies, client_id: &str) -> Result<Option<Purpose>, String> {
+    pub fn purpose(&self, policies: &Policies, client_id: &str) -> Decision {
         // std Mutex: held for a comparison and a clone, never across an await.
         let mut slot = self.purpose.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((id, decided)) = slot.as_ref()

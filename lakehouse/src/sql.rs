@@ -207,18 +207,14 @@ fn project(expr: Expr, data_type: &DataType, node: &Node) -> Option<Expr> {
     );
     match node.action {
         Some(Hidden::Mask) if is_text => {
-            return Some(
-                when(expr.clone().is_null(), lit(ScalarValue::Utf8(None)))
-                    .otherwise(lit(MASK))
-                    .ok()?,
-            );
+            return when(expr.clone().is_null(), lit(ScalarValue::Utf8(None)))
+                .otherwise(lit(MASK))
+                .ok();
         }
         Some(Hidden::Mask) if is_binary => {
-            return Some(
-                when(expr.clone().is_null(), lit(ScalarValue::Binary(None)))
-                    .otherwise(lit(ScalarValue::Binary(Some(Vec::new()))))
-                    .ok()?,
-            );
+            return when(expr.clone().is_null(), lit(ScalarValue::Binary(None)))
+                .otherwise(lit(ScalarValue::Binary(Some(Vec::new()))))
+                .ok();
         }
         Some(Hidden::Hash) if is_text => return Some(encode(sha256(expr), lit("hex"))),
         Some(Hidden::Hash) if is_binary => return Some(sha256(expr)),
