@@ -22,6 +22,7 @@ pub mod http;
 pub mod maintenance;
 pub mod meta;
 pub mod objects;
+pub mod policy;
 pub mod read;
 pub mod retention;
 pub mod schema_store;
