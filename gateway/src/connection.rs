@@ -298,11 +298,17 @@ async fn produce(
     let correlation_id = header.correlation_id;
     let answers = request.acks != 0;
     if refused.is_empty() {
+        // Before v10 a Produce answer names no broker: nothing to rewrite.
+        let transform = if version >= 10 {
+            Transform::Produce { refused }
+        } else {
+            Transform::None
+        };
         let entry = answers.then_some(Entry::Upstream {
             api,
             version,
             correlation_id,
-            transform: Transform::Produce { refused },
+            transform,
         });
         return Ok((Some(frame), entry));
     }
@@ -367,10 +373,17 @@ async fn write_responses(
     mut entries: mpsc::Receiver<Entry>,
     stop: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let result = write_loop(&shared, client, server, &mut entries).await;
-    if result.is_err() {
-        stop.cancel();
-    }
+    let result = match write_loop(&shared, client, server, &mut entries).await {
+        // The client went away while being answered: a normal disconnect.
+        Err(GatewayError::Io {
+            side: Side::Client,
+            source,
+            ..
+        }) if crate::frame::is_disconnect(&source) => Ok(()),
+        other => other,
+    };
+    // The reader has nothing left to forward once answers cannot be sent.
+    stop.cancel();
     result
 }
 
