@@ -316,3 +316,94 @@ impl SchemaStore for RemoteStore {
         self.refuse("change a setting")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{MemoryStore, Registry, SchemaSubmission, VersionSpec};
+
+    /// Serves a registry over a memory store on a loopback port.
+    async fn serve(registry: &Registry) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = registry.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (format!("http://{addr}/"), task)
+    }
+
+    fn submission(schema: &str) -> SchemaSubmission {
+        SchemaSubmission {
+            schema: schema.to_owned(),
+            schema_type: Some(PROTOBUF.to_owned()),
+            references: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_what_the_remote_registry_holds() {
+        let local = Registry::new(Arc::new(MemoryStore::new()));
+        let subject = "dir/orders-value";
+        let v1 = "syntax = \"proto3\"; package t; message A { string x = 1; }";
+        let v2 = "syntax = \"proto3\"; package t; message A { string x = 1; int32 y = 2; }";
+        let (id1, _) = local
+            .register(subject, &submission(v1), false)
+            .await
+            .unwrap();
+        let (id2, _) = local
+            .register(subject, &submission(v2), false)
+            .await
+            .unwrap();
+        local
+            .delete_version(subject, VersionSpec::Number(1), false)
+            .await
+            .unwrap();
+        let (url, server) = serve(&local).await;
+
+        let store = RemoteStore::new(&url).unwrap();
+        let rows = store.versions(subject.to_owned()).await.unwrap();
+        let got: Vec<(i32, u32, bool)> = rows
+            .iter()
+            .map(|r| (r.version, r.schema_id, r.deleted))
+            .collect();
+        assert_eq!(got, vec![(1, id1, true), (2, id2, false)]);
+        assert!(store.versions("missing".into()).await.unwrap().is_empty());
+        assert_eq!(store.schema(id2).await.unwrap().unwrap().schema, v2);
+        assert!(store.schema(999).await.unwrap().is_none());
+        let by_schema = store.versions_by_schema(id1).await.unwrap();
+        assert_eq!(by_schema.len(), 1);
+        assert!(by_schema[0].deleted);
+        assert_eq!(store.subjects().await.unwrap(), vec![subject.to_owned()]);
+
+        // The registry API over it: the latest live version, compiled.
+        let remote = Registry::new(Arc::new(store));
+        let latest = remote.latest_for_subject(subject).await.unwrap();
+        assert_eq!((latest.version, latest.id), (2, id2));
+        let err = remote
+            .register("other", &submission(v1), false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::OperationNotPermitted(_)),
+            "{err}"
+        );
+        server.abort();
+
+        // A registry that cannot be reached is a store error, not "missing".
+        let gone = RemoteStore::new(&url).unwrap();
+        assert!(matches!(
+            gone.versions(subject.to_owned()).await,
+            Err(RegistryError::Store(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_urls_that_are_not_http() {
+        assert!(RemoteStore::new("not a url").is_err());
+        assert!(RemoteStore::new("ftp://example.com").is_err());
+        assert!(RemoteStore::new("http://127.0.0.1:8081").is_ok());
+    }
+}
