@@ -678,7 +678,9 @@ pub async fn gateway(
     let store = RemoteStore::new(&args.registry_url)?;
     tracing::info!(registry = %store.url(), "validating produced records against the registry");
     let validator = Validator::new(Registry::new(Arc::new(store)));
-    let policy = BrokerPolicy::new(validator, Policies::default(), Redactor::default());
+    // The placeholder policy module's values; once the real module lands,
+    // this one line builds them from the policy configuration.
+    let policy = BrokerPolicy::new(validator, Policies, Redactor);
     sluice_gateway::run(config, Arc::new(policy), shutdown).await?;
     Ok(())
 }
