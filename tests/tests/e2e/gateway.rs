@@ -105,6 +105,25 @@ fn gateway_produce_consume_byte_exact() {
         assert_eq!(broker.watermarks(topic, *p), (0, recs.len() as i64));
     }
 
+    // FindCoordinator v0 and DescribeCluster v0 on a raw connection name
+    // the gateway's node port too.
+    let node_port = i32::from(gateway.node_port(NODE));
+    let mut raw = connect(&gateway);
+    let mut key = vec![];
+    key.extend(5i16.to_be_bytes());
+    key.extend(b"group");
+    let reply = call(&mut raw, &frame(10, 0, 7, &key));
+    let mut d = crate::common::Dec(&reply);
+    assert_eq!(d.i32(), 7);
+    assert_eq!(d.i16(), 0, "FindCoordinator error");
+    assert_eq!(d.i32(), NODE);
+    assert_eq!((d.str(), d.i32()), ("127.0.0.1".to_string(), node_port));
+    d.end("FindCoordinator v0");
+    let reply = call(&mut raw, &describe_cluster_v0(8));
+    let (brokers, controller) = describe_cluster_v0_result(&reply, 8);
+    assert_eq!(controller, NODE);
+    assert_eq!(brokers, vec![(NODE, "127.0.0.1".to_string(), node_port)]);
+
     // A frame claiming 2 GiB: that connection is closed, the gateway lives on.
     let mut bad = connect(&gateway);
     bad.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 18, 0, 0])
@@ -117,6 +136,54 @@ fn gateway_produce_consume_byte_exact() {
     let log = gateway.log();
     assert!(log.contains("closing client connection"), "{log}");
     assert!(log.contains("listening for upstream node"), "{log}");
+}
+
+/// A DescribeCluster v0 request (flexible: request header v2).
+fn describe_cluster_v0(correlation_id: i32) -> Vec<u8> {
+    let client_id = b"sluice-raw-test";
+    let mut payload = vec![];
+    payload.extend(60i16.to_be_bytes());
+    payload.extend(0i16.to_be_bytes());
+    payload.extend(correlation_id.to_be_bytes());
+    payload.extend((client_id.len() as i16).to_be_bytes());
+    payload.extend(client_id);
+    payload.push(0); // header tagged fields
+    payload.push(0); // include_cluster_authorized_operations
+    payload.push(0); // body tagged fields
+    let mut out = (payload.len() as i32).to_be_bytes().to_vec();
+    out.extend(payload);
+    out
+}
+
+/// Parses a DescribeCluster v0 response: ((id, host, port) per broker, controller id).
+fn describe_cluster_v0_result(f: &[u8], correlation_id: i32) -> (Vec<(i32, String, i32)>, i32) {
+    let mut d = crate::common::Dec(f);
+    // Compact strings and arrays here are short: one-byte lengths.
+    let compact = |d: &mut crate::common::Dec<'_>| -> Option<String> {
+        let n = d.take(1)[0] as usize;
+        (n > 0).then(|| String::from_utf8(d.take(n - 1).to_vec()).expect("UTF-8"))
+    };
+    assert_eq!(d.i32(), correlation_id);
+    assert_eq!(d.take(1), [0], "response header tagged fields");
+    d.i32(); // throttle time
+    assert_eq!(d.i16(), 0, "DescribeCluster error");
+    compact(&mut d); // error message
+    compact(&mut d); // cluster id
+    let controller = d.i32();
+    let n = d.take(1)[0] as usize - 1;
+    let mut brokers = vec![];
+    for _ in 0..n {
+        let id = d.i32();
+        let host = compact(&mut d).expect("host");
+        let port = d.i32();
+        compact(&mut d); // rack
+        assert_eq!(d.take(1), [0], "broker tagged fields");
+        brokers.push((id, host, port));
+    }
+    d.i32(); // authorized operations
+    assert_eq!(d.take(1), [0], "body tagged fields");
+    d.end("DescribeCluster v0");
+    (brokers, controller)
 }
 
 /// One parsed partition of a Produce v8 response.
