@@ -368,6 +368,25 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_is_answered_at_its_version() {
+        for version in [3, 8, 11] {
+            let mut p = PartitionProduceResponse::default();
+            p.index = 2;
+            p.error_code = 87;
+            p.error_message = Some(StrBytes::from_static_str("bad"));
+            let topic = TopicName(StrBytes::from_static_str("t"));
+            let frame = produce_refused(9, version, vec![(topic, p)]).unwrap();
+            let (h, r) =
+                decode::<ProduceResponse>(ApiKey::Produce, version, frame.slice(4..)).unwrap();
+            assert_eq!(h.correlation_id, 9);
+            let got = &r.responses[0].partition_responses[0];
+            assert_eq!((got.index, got.error_code), (2, 87));
+            let message = got.error_message.as_deref();
+            assert_eq!(message, (version >= 8).then_some("bad"), "v{version}");
+        }
+    }
+
+    #[test]
     fn refused_partitions_join_their_topic() {
         let mut r = ProduceResponse::default();
         let mut t = TopicProduceResponse::default();

@@ -254,3 +254,20 @@ impl Shared {
         &self.shutdown
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ports_follow_the_advertised_port_and_refuse_overflow() {
+        let mut config = GatewayConfig::new("127.0.0.1:9092".parse().unwrap(), "upstream:9092");
+        assert_eq!(config.node_port(0), Some(9093));
+        assert_eq!(config.node_port(1), Some(9094));
+        assert_eq!(config.node_port(65535 - 9093), Some(65535));
+        assert_eq!(config.node_port(65536 - 9093), None);
+        assert_eq!(config.node_port(i32::MAX), None);
+        config.advertised_port = 19092;
+        assert_eq!(config.node_port(3), Some(19096));
+    }
+}
