@@ -605,3 +605,95 @@ pub async fn sql(
     eprintln!("{} row(s){more}", rows.len());
     Ok(())
 }
+
+/// `sluice gateway`: a Kafka proxy in front of any Kafka-compatible cluster
+/// that validates produced records against a schema registry and applies
+/// purpose policies to fetched records.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Bootstrap address of the upstream Kafka-compatible cluster.
+    #[arg(long, env = "SLUICE_GATEWAY_UPSTREAM", value_name = "HOST:PORT")]
+    pub upstream: String,
+    /// The gateway's bootstrap listener; upstream node N is served on port
+    /// (advertised port + 1 + N) of the same host.
+    #[arg(
+        long,
+        env = "SLUICE_KAFKA_ADDR",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    pub kafka_addr: String,
+    /// The address given to clients (default: the Kafka address).
+    #[arg(long, env = "SLUICE_ADVERTISED_ADDR", value_name = "HOST:PORT")]
+    pub advertised_addr: Option<String>,
+    /// The Confluent-compatible schema registry that records are checked against.
+    #[arg(
+        long,
+        env = "SLUICE_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081",
+        value_name = "URL"
+    )]
+    pub registry_url: String,
+    /// Largest request (or upstream response) accepted, in bytes.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
+    pub max_request_bytes: usize,
+    /// Field policies (purposes, grants, sensitivity classes), as for
+    /// `sluice serve --policy-file`.
+    #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
+    pub policy_file: Option<std::path::PathBuf>,
+    /// Shut down when the process with this id exits (for test harnesses
+    /// and supervisors that may die without stopping the gateway).
+    #[arg(long, hide = true, value_name = "PID")]
+    pub exit_with_parent: Option<u32>,
+}
+
+fn split_host_port(addr: &str, what: &str) -> anyhow::Result<(String, u16)> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        bail!("{what} '{addr}' is not HOST:PORT");
+    };
+    let port = port
+        .parse::<u16>()
+        .map_err(|e| anyhow::anyhow!("{what} '{addr}': bad port: {e}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("{what} '{addr}' has no host");
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn gateway(
+    args: GatewayArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use sluice_schema_registry::{Registry, RemoteStore};
+
+    use crate::gateway_policy::BrokerPolicy;
+    use crate::policy::{Policies, Redactor};
+    use crate::validation::Validator;
+
+    split_host_port(&args.upstream, "--upstream")?;
+    let kafka_addr = tokio::net::lookup_host(&args.kafka_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--kafka-addr '{}': {e}", args.kafka_addr))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--kafka-addr '{}' resolves to nothing", args.kafka_addr))?;
+    let mut config = sluice_gateway::GatewayConfig::new(kafka_addr, args.upstream.clone());
+    if let Some(advertised) = &args.advertised_addr {
+        let (host, port) = split_host_port(advertised, "--advertised-addr")?;
+        config.advertised_host = host;
+        config.advertised_port = port;
+    }
+    config.max_frame_bytes = args.max_request_bytes;
+    let store = RemoteStore::new(&args.registry_url)?;
+    tracing::info!(registry = %store.url(), "validating produced records against the registry");
+    let validator = Validator::new(Registry::new(Arc::new(store)));
+    let policies = Arc::new(Policies::load(args.policy_file.as_deref())?);
+    // Redacted batches are cached as in the broker (64 MiB).
+    let redactor = Redactor::new(validator.clone(), policies, 64 << 20);
+    let policy = BrokerPolicy::new(validator, redactor);
+    sluice_gateway::run(config, Arc::new(policy), shutdown).await?;
+    Ok(())
+}

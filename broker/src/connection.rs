@@ -17,8 +17,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use bytes::Bytes;
+use sluice_gateway::frame::read_frame;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -135,7 +136,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     let max = broker.config.max_request_bytes;
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max) => f?,
+            f = read_frame(&mut rd, max) => f.map_err(|e| e.to_string())?,
             _ = shutdown.cancelled() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
@@ -170,49 +171,6 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// Reads one length-prefixed frame. `Ok(None)` is a clean end of stream.
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Option<Bytes>, String> {
-    let mut len = [0u8; 4];
-    match rd.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) if is_disconnect(&e) => return Ok(None),
-        Err(e) => return Err(format!("read error: {e}")),
-    }
-    let len = i32::from_be_bytes(len);
-    if len < 0 || len as usize > max {
-        return Err(format!(
-            "frame size {len} is outside 0..={max} (socket.request.max.bytes); is this a Kafka client?"
-        ));
-    }
-    // Memory grows with the bytes that actually arrive (a 4-byte header
-    // claiming 100 MB reserves at most one step) and is never zero-filled.
-    const STEP: usize = 1 << 20;
-    let len = len as usize;
-    let mut buf = BytesMut::with_capacity(len.min(STEP));
-    while buf.len() < len {
-        if buf.len() == buf.capacity() {
-            buf.reserve((len - buf.len()).min(STEP));
-        }
-        let want = (len - buf.len()) as u64;
-        match (&mut *rd).take(want).read_buf(&mut buf).await {
-            Ok(0) => return Err(format!("connection ended inside a {len}-byte frame")),
-            Ok(_) => {}
-            Err(e) => return Err(format!("read error: {e}")),
-        }
-    }
-    Ok(Some(buf.freeze()))
-}
-
-fn is_disconnect(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-    )
 }
 
 async fn write_responses<W: AsyncWrite + Unpin>(wr: W, mut slots: mpsc::Receiver<Slot>) {

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod dead_letter;
+pub mod gateway_policy;
 pub mod groups;
 pub mod handlers;
 pub mod http;

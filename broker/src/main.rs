@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use sluice_broker::cli::{GroupsCmd, HttpTarget, TableCmd, TopicsCmd};
+use sluice_broker::cli::{GatewayArgs, GroupsCmd, HttpTarget, TableCmd, TopicsCmd};
 use sluice_broker::config::{Config, ServeArgs};
 
 #[derive(Parser)]
@@ -49,6 +49,9 @@ enum Command {
     /// Maintain topic tables (compaction, snapshot expiry).
     #[command(subcommand)]
     Table(TableCmd),
+    /// Run a Kafka proxy in front of any Kafka-compatible cluster that
+    /// validates produced records against a schema registry.
+    Gateway(Box<GatewayArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +84,14 @@ fn main() -> std::process::ExitCode {
                     tokio::spawn(exit_with_parent(pid, shutdown.clone()));
                 }
                 sluice_broker::server::run(config, shutdown).await
+            }
+            Command::Gateway(args) => {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(wait_for_signal(shutdown.clone()));
+                if let Some(pid) = args.exit_with_parent {
+                    tokio::spawn(exit_with_parent(pid, shutdown.clone()));
+                }
+                sluice_broker::cli::gateway(*args, shutdown).await
             }
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use sluice_proto::prost_reflect::MessageDescriptor;
 use sluice_proto::{CompiledSchema, MessageIndexes};
 use sluice_schema_registry::{Registry, RegistryError};
@@ -110,6 +111,83 @@ pub enum Rejection {
     Batch(String),
     /// The registry could not be read (retriable).
     Unavailable(String),
+}
+
+/// How a refused batch is answered: the partition's error code and message,
+/// and the per-record errors. The broker's produce handler and the gateway
+/// both answer with this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ResponseError,
+    pub message: String,
+    /// (index of the record in its batch, reason), in ascending index order.
+    pub record_errors: Vec<(i32, String)>,
+}
+
+impl Refusal {
+    /// The answer to `rejection` of a batch of `record_count` records
+    /// produced to `topic` / `partition`, in reject mode.
+    pub fn of(topic: &str, partition: i32, record_count: i32, rejection: Rejection) -> Refusal {
+        match rejection {
+            Rejection::Unavailable(message) => {
+                tracing::warn!(topic, %message, "cannot validate; asking the producer to retry");
+                Refusal {
+                    code: ResponseError::KafkaStorageError,
+                    message,
+                    record_errors: Vec::new(),
+                }
+            }
+            Rejection::Batch(message) => {
+                let error = RecordError {
+                    index: 0,
+                    message,
+                    subject: None,
+                };
+                Refusal::invalid_records(topic, partition, record_count, vec![error], None)
+            }
+            Rejection::Invalid(errors) => {
+                Refusal::invalid_records(topic, partition, record_count, errors, None)
+            }
+        }
+    }
+
+    /// INVALID_RECORD with one error per invalid record; `note` says why a
+    /// `dlq`-mode topic had to refuse instead.
+    pub fn invalid_records(
+        topic: &str,
+        partition: i32,
+        record_count: i32,
+        errors: Vec<RecordError>,
+        note: Option<&str>,
+    ) -> Refusal {
+        metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.to_owned())
+            .increment(1);
+        metrics::counter!("sluice_validation_rejected_records_total", "topic" => topic.to_owned())
+            .increment(errors.len() as u64);
+        let Some(first) = errors.first() else {
+            return Refusal {
+                code: ResponseError::InvalidRecord,
+                message: note.unwrap_or_default().to_owned(),
+                record_errors: Vec::new(),
+            };
+        };
+        let mut summary = format!(
+            "{} of {} records failed validation against the topic's schema; record {}: {}",
+            errors.len(),
+            record_count,
+            first.index,
+            first.message
+        );
+        if let Some(note) = note {
+            summary = format!("{note}; {summary}");
+        }
+        tracing::info!(topic, partition, %summary, "rejected invalid records");
+        Refusal {
+            code: ResponseError::InvalidRecord,
+            message: summary,
+            record_errors: errors.into_iter().map(|e| (e.index, e.message)).collect(),
+        }
+    }
 }
 
 /// One invalid record: its index in the batch and what is wrong.

@@ -27,7 +27,10 @@ use rdkafka::message::{DeliveryResult, Headers, Message};
 use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 
+pub mod gateway;
 pub mod orders;
+
+pub use gateway::Gateway;
 
 /// How long to wait for a freshly spawned broker to accept Kafka connections.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);

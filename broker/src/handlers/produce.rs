@@ -27,7 +27,7 @@ use crate::dead_letter::{DeadLetters, DeadRecord};
 use crate::meta::TopicRecord;
 use crate::state::{KafkaError, SharedBroker, validate_topic_name};
 use crate::topic_config::TopicConfig;
-use crate::validation::{Mode, RecordError, Rejection};
+use crate::validation::{Mode, RecordError, Refusal, Rejection};
 use tokio::sync::oneshot;
 
 /// Where one partition's answer comes from.
@@ -256,32 +256,20 @@ async fn validate(
     let mode = Mode::of(topic);
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
-        let errors = match broker.validator.check_batch(topic, &b.bytes).await {
+        let rejection = match broker.validator.check_batch(topic, &b.bytes).await {
             Ok(()) => {
                 out.push((b, None));
                 continue;
             }
-            Err(Rejection::Unavailable(message)) => {
-                tracing::warn!(topic = %topic.name, %message, "cannot validate; asking the producer to retry");
-                return Err(failed(
-                    index,
-                    KafkaError::new(ResponseError::KafkaStorageError, message),
-                ));
-            }
-            Err(Rejection::Batch(message)) => {
-                let error = RecordError {
-                    index: 0,
-                    message,
-                    subject: None,
-                };
-                return Err(refuse(topic, index, &b, vec![error], None));
-            }
-            Err(Rejection::Invalid(errors)) => errors,
+            Err(rejection) => rejection,
         };
-        match &mode {
-            Mode::Reject => return Err(refuse(topic, index, &b, errors, None)),
-            Mode::DeadLetter(target) => {
+        match (rejection, &mode) {
+            (Rejection::Invalid(errors), Mode::DeadLetter(target)) => {
                 out.push(dead_letter(broker, topic, index, target, b, errors).await?);
+            }
+            (rejection, _) => {
+                let refusal = Refusal::of(&topic.name, index, b.header.record_count, rejection);
+                return Err(refused(index, refusal));
             }
         }
     }
@@ -297,37 +285,20 @@ fn refuse(
     errors: Vec<RecordError>,
     note: Option<&str>,
 ) -> PartitionProduceResponse {
-    metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.name.clone())
-        .increment(1);
-    metrics::counter!("sluice_validation_rejected_records_total", "topic" => topic.name.clone())
-        .increment(errors.len() as u64);
-    let Some(first) = errors.first() else {
-        return failed(
-            index,
-            KafkaError::new(ResponseError::InvalidRecord, note.unwrap_or_default()),
-        );
-    };
-    let mut summary = format!(
-        "{} of {} records failed validation against the topic's schema; record {}: {}",
-        errors.len(),
-        b.header.record_count,
-        first.index,
-        first.message
-    );
-    if let Some(note) = note {
-        summary = format!("{note}; {summary}");
-    }
-    tracing::info!(topic = %topic.name, partition = index, %summary, "rejected invalid records");
-    let mut p = failed(
-        index,
-        KafkaError::new(ResponseError::InvalidRecord, summary),
-    );
-    p.record_errors = errors
+    let refusal = Refusal::invalid_records(&topic.name, index, b.header.record_count, errors, note);
+    refused(index, refusal)
+}
+
+/// A refused partition's answer.
+fn refused(index: i32, refusal: Refusal) -> PartitionProduceResponse {
+    let mut p = failed(index, KafkaError::new(refusal.code, refusal.message));
+    p.record_errors = refusal
+        .record_errors
         .into_iter()
-        .map(|e| {
+        .map(|(batch_index, message)| {
             let mut r = BatchIndexAndErrorMessage::default();
-            r.batch_index = e.index;
-            r.batch_index_error_message = Some(str_bytes(e.message));
+            r.batch_index = batch_index;
+            r.batch_index_error_message = Some(str_bytes(message));
             r
         })
         .collect();

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
@@ -124,7 +125,18 @@ impl Member {
         name: &str,
         extra: &[(&str, &str)],
     ) -> Member {
-        let mut cfg = broker.client_config();
+        Member::start_with_config(broker.client_config(), group, topic, name, extra)
+    }
+
+    /// Like [`Member::start`] with a client configuration of the caller's
+    /// (for example one pointing at a gateway).
+    pub fn start_with_config(
+        mut cfg: ClientConfig,
+        group: &str,
+        topic: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Member {
         cfg.set("group.id", group).set("client.id", name);
         for (k, v) in MEMBER_DEFAULTS.iter().chain(extra) {
             cfg.set(*k, *v);

@@ -7,6 +7,7 @@ mod bad_input;
 mod common;
 mod dead_letters;
 mod durability;
+mod gateway;
 mod groups;
 mod groups_python;
 mod kcat;

@@ -312,3 +312,141 @@ fn consumers_read_what_their_purpose_allows() {
         "{denied:?}"
     );
 }
+
+/// Encodes customer `n` in the Confluent framing with schema `id`.
+fn customer(schema: &sluice_proto::CompiledSchema, id: u32, n: usize) -> Vec<u8> {
+    use prost::Message as _;
+    use sluice_proto::prost_reflect::{DynamicMessage, Value};
+    let message =
+        |name: &str| DynamicMessage::new(schema.pool().get_message_by_name(name).unwrap());
+    let mut address = message("crm.Address");
+    address.set_field_by_name("city", Value::String("Paris".into()));
+    address.set_field_by_name("street", Value::String(format!("{n} rue X")));
+    let mut c = message("crm.Customer");
+    c.set_field_by_name("id", Value::String(format!("c{n}")));
+    c.set_field_by_name("email", Value::String(format!("c{n}@example.com")));
+    c.set_field_by_name("name", Value::String(format!("Name {n}")));
+    c.set_field_by_name("address", Value::Message(address));
+    sluice_proto::encode_frame(id, &[0], &c.encode_to_vec())
+}
+
+/// The gateway applies its own policy file, with the broker's code, in
+/// front of a cluster that knows nothing of the schema: here a Sluice broker
+/// without the subject, with the schema in a separate registry (a second
+/// Sluice process), as a gateway before an existing Kafka cluster would be.
+#[test]
+fn gateway_redacts_by_purpose() {
+    use rdkafka::producer::{BaseRecord, Producer as _};
+    use sluice_proto::prost_reflect::DynamicMessage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_file(&["marketing"])).unwrap();
+    let broker = Broker::start();
+    let registry_server = Broker::start();
+    let registry = registry_server.registry_addr();
+    let gateway = sluice_tests::Gateway::try_start(
+        &broker.bootstrap(),
+        &format!("http://{registry}"),
+        &["--policy-file", policy.to_str().unwrap()],
+    )
+    .expect("start the gateway");
+    let topic = "gw-customers";
+    broker.create_topic(topic, 1, &[]);
+    let body = serde_json::json!({
+        "schema": SCHEMA, "schemaType": "PROTOBUF",
+        "references": [{"name": "sluice/policy/v1/policy.proto",
+                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
+    })
+    .to_string();
+    let (status, text) = sluice_tests::orders::http(
+        &registry,
+        "POST",
+        &format!("/subjects/{topic}-value/versions"),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let id: u32 = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut refs = std::collections::BTreeMap::new();
+    refs.insert(
+        "sluice/policy/v1/policy.proto".to_owned(),
+        sluice_proto::embedded_source("sluice/policy/v1/policy.proto")
+            .unwrap()
+            .to_owned(),
+    );
+    let schema = sluice_proto::CompiledSchema::compile(SCHEMA, &refs).unwrap();
+
+    let producer = gateway.producer(&[]);
+    for n in 0..10 {
+        let value = customer(&schema, id, n);
+        producer
+            .send(BaseRecord::<(), [u8], usize>::with_opaque_to(topic, n).payload(&value[..]))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(producer.context().failed(), 0);
+
+    let read = |client_id: &str| -> Result<Vec<DynamicMessage>, KafkaError> {
+        let consumer = gateway.consumer(&[("client.id", client_id), ("group.id", client_id)]);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got.len() < 10 && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let frame = sluice_proto::decode_frame(m.payload().unwrap()).unwrap();
+                    assert_eq!(frame.schema_id, id, "the framing is kept");
+                    let desc = schema.record_type().unwrap();
+                    got.push(DynamicMessage::decode(desc, frame.payload).unwrap());
+                }
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(got)
+    };
+    let text =
+        |m: &DynamicMessage, f: &str| m.get_field_by_name(f).unwrap().as_str().unwrap().to_owned();
+    let marketing = read("mailer,purpose=marketing").expect("marketing is granted");
+    assert_eq!(marketing.len(), 10);
+    for (n, m) in marketing.iter().enumerate() {
+        assert_eq!(text(m, "id"), format!("c{n}"));
+        assert_eq!(text(m, "email"), "");
+        assert_eq!(text(m, "name"), "");
+    }
+    // Straight from the upstream, which has no schema for the topic, the
+    // records are whole: the gateway removed the fields.
+    let whole = broker
+        .read_partitions(
+            topic,
+            &[(0, rdkafka::Offset::Beginning)],
+            Duration::from_secs(30),
+        )
+        .unwrap()
+        .remove(&0)
+        .unwrap_or_default();
+    assert_eq!(whole.len(), 10);
+    assert!(whole.iter().all(|r| {
+        let v = r.value.as_deref().unwrap_or_default();
+        String::from_utf8_lossy(v).contains("@example.com")
+    }));
+    match read("crm,purpose=billing") {
+        Err(KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed)) => {}
+        other => panic!(
+            "billing through the gateway was not refused: {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    assert!(
+        gateway.log().contains("not granted purpose 'billing'"),
+        "{}",
+        gateway.log()
+    );
+}
