@@ -127,8 +127,22 @@ impl Broker {
             child: None,
             starts: 0,
         };
-        broker.spawn_and_wait()?;
-        Ok(broker)
+        // A port free a moment ago can be taken before the broker binds it
+        // (by another test's client connection or listener): start again
+        // on other ports.
+        let mut attempts = 0;
+        loop {
+            match broker.spawn_and_wait() {
+                Ok(()) => return Ok(broker),
+                Err(e) if attempts < 4 && format!("{e:#}").contains("Address already in use") => {
+                    attempts += 1;
+                    broker.kafka_port = free_port();
+                    broker.registry_port = free_port();
+                    broker.http_port = free_port();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `host:port` of the Kafka listener.
