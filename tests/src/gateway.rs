@@ -153,27 +153,13 @@ impl Gateway {
 
     /// A producer through the gateway whose delivery reports are recorded.
     pub fn producer(&self, extra: &[(&str, &str)]) -> ThreadedProducer<DeliveryLog> {
-        let mut cfg = self.client_config();
-        for (k, v) in extra {
-            cfg.set(*k, *v);
-        }
-        cfg.create_with_context(DeliveryLog::default())
-            .expect("create producer")
+        crate::producer_from(self.client_config(), extra)
     }
 
     /// A consumer through the gateway meant for `assign()`, as
     /// [`crate::Broker::consumer`].
     pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
-        let mut cfg = self.client_config();
-        cfg.set("group.id", "sluice-gateway-tests")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in extra {
-            cfg.set(*k, *v);
-        }
-        cfg.create().expect("create consumer")
+        crate::consumer_from(self.client_config(), "sluice-gateway-tests", extra)
     }
 }
 

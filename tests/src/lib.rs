@@ -69,6 +69,33 @@ pub fn sluice_bin() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// A producer on `cfg` plus `extra`, its delivery reports recorded.
+pub fn producer_from(
+    mut cfg: ClientConfig,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<DeliveryLog> {
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create_with_context(DeliveryLog::default())
+        .expect("create producer")
+}
+
+/// A consumer on `cfg` meant for `assign()`: it has a group id (which
+/// librdkafka wants) but never commits or stores offsets, and reports
+/// partition EOF. `extra` settings win.
+pub fn consumer_from(mut cfg: ClientConfig, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("create consumer")
+}
+
 /// Returns a loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -349,27 +376,13 @@ impl Broker {
     ///
     /// `extra` settings are applied on top of the bootstrap address.
     pub fn producer(&self, extra: &[(&str, &str)]) -> ThreadedProducer<DeliveryLog> {
-        let mut cfg = self.client_config();
-        for (k, v) in extra {
-            cfg.set(*k, *v);
-        }
-        cfg.create_with_context(DeliveryLog::default())
-            .expect("create producer")
+        producer_from(self.client_config(), extra)
     }
 
     /// A consumer meant for `assign()`: it has a group id (which librdkafka
     /// wants) but never commits or stores offsets, and reports partition EOF.
     pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
-        let mut cfg = self.client_config();
-        cfg.set("group.id", "sluice-tests")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in extra {
-            cfg.set(*k, *v);
-        }
-        cfg.create().expect("create consumer")
+        consumer_from(self.client_config(), "sluice-tests", extra)
     }
 
     /// Creates a topic with the given partition count and topic configs and

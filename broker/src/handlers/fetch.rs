@@ -55,6 +55,16 @@ pub async fn handle(
     }
 }
 
+/// A partition's answer before anything is known of it.
+fn unknown_partition(index: i32) -> PartitionData {
+    let mut pd = PartitionData::default();
+    pd.partition_index = index;
+    pd.high_watermark = -1;
+    pd.last_stable_offset = -1;
+    pd.log_start_offset = -1;
+    pd
+}
+
 /// The answer to a connection whose declared purpose was refused: every
 /// partition fails authorization (the reason is in the broker's log).
 fn refused(req: &FetchRequest, why: &str) -> FetchResponse {
@@ -64,11 +74,7 @@ fn refused(req: &FetchRequest, why: &str) -> FetchResponse {
         tr.topic = t.topic.clone();
         tr.topic_id = t.topic_id;
         for p in &t.partitions {
-            let mut pd = PartitionData::default();
-            pd.partition_index = p.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
+            let mut pd = unknown_partition(p.partition);
             pd.error_code = ResponseError::TopicAuthorizationFailed.code();
             tr.partitions.push(pd);
         }
@@ -135,11 +141,7 @@ async fn read_all(
             broker.topic(&t.topic).await
         };
         for p in &t.partitions {
-            let mut pd = PartitionData::default();
-            pd.partition_index = p.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
+            let mut pd = unknown_partition(p.partition);
             pd.aborted_transactions = Some(Vec::new());
             let result = match &topic {
                 Ok(Some(topic)) if p.partition >= 0 && p.partition < topic.partitions => {

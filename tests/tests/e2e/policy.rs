@@ -13,6 +13,18 @@ use sluice_tests::{Broker, expect_success, run_python};
 
 use crate::lakehouse::{sluice_cli, wait_for_table_rows};
 
+/// Runs `sluice ARGS`, which must fail; returns its standard error.
+fn sluice_fails(args: &[&str]) -> String {
+    let out = sluice_tests::run_with_timeout(
+        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args(args),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(!out.status.success(), "sluice {} succeeded", args.join(" "));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 const SCHEMA: &str = r#"syntax = "proto3";
 package crm;
 import "sluice/policy/v1/policy.proto";
@@ -208,19 +220,13 @@ fn consumers_read_what_their_purpose_allows() {
             assert!(!seen.contains(secret), "{purpose:?} sees {secret}: {seen}");
         }
         // The raw value column is not there to read around the policy.
-        let raw = sluice_tests::run_with_timeout(
-            std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args(
-                [
-                    vec!["sql", "SELECT kafka_value FROM customers", "--http", &http],
-                    purpose.map(|p| vec!["--purpose", p]).unwrap_or_default(),
-                ]
-                .concat(),
-            ),
-            None,
-            Duration::from_secs(60),
-        )
-        .unwrap();
-        assert!(!raw.status.success(), "{purpose:?} reads kafka_value");
+        let args = [
+            vec!["sql", "SELECT kafka_value FROM customers", "--http", &http],
+            purpose.map(|p| vec!["--purpose", p]).unwrap_or_default(),
+        ]
+        .concat();
+        let why = sluice_fails(&args);
+        assert!(why.contains("kafka_value"), "{purpose:?}: {why}");
     }
     let hashed = sql(
         Some("analytics"),
@@ -243,24 +249,8 @@ fn consumers_read_what_their_purpose_allows() {
     );
 
     // A purpose nobody configured is refused, over SQL too.
-    let unknown = sluice_tests::run_with_timeout(
-        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args([
-            "sql",
-            all,
-            "--http",
-            &http,
-            "--purpose",
-            "sales",
-        ]),
-        None,
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(!unknown.status.success());
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("unknown"),
-        "{unknown:?}"
-    );
+    let unknown = sluice_fails(&["sql", all, "--http", &http, "--purpose", "sales"]);
+    assert!(unknown.contains("unknown"), "{unknown}");
 
     // The same principal, no longer granted billing, is refused it.
     std::fs::write(&policy, policy_file(&["marketing"])).unwrap();
@@ -293,24 +283,8 @@ fn consumers_read_what_their_purpose_allows() {
         "{}",
         broker.log_tail(20)
     );
-    let denied = sluice_tests::run_with_timeout(
-        std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args([
-            "sql",
-            all,
-            "--http",
-            &http,
-            "--purpose",
-            "billing",
-        ]),
-        None,
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(!denied.status.success());
-    assert!(
-        String::from_utf8_lossy(&denied.stderr).contains("not granted"),
-        "{denied:?}"
-    );
+    let denied = sluice_fails(&["sql", all, "--http", &http, "--purpose", "billing"]);
+    assert!(denied.contains("not granted"), "{denied}");
 }
 
 /// Encodes customer `n` in the Confluent framing with schema `id`.
