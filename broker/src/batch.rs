@@ -596,6 +596,29 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
+/// Appends one record in the v2 encoding, its length prefix included, with
+/// `headers` already encoded (count and headers, as [`RecordView::rest`]
+/// holds them). `body` is scratch space, reused across calls.
+pub fn encode_record_with_headers(
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[u8],
+) {
+    body.clear();
+    body.push(0); // attributes
+    put_varint(body, timestamp_delta);
+    put_varint(body, offset_delta);
+    put_nullable(body, key);
+    put_nullable(body, value);
+    body.extend_from_slice(headers);
+    put_varint(out, body.len() as i64);
+    out.extend_from_slice(body);
+}
+
 /// Appends one record in the v2 encoding, its length prefix included.
 pub fn encode_record(
     out: &mut Vec<u8>,

@@ -414,34 +414,31 @@ impl Redactor {
         let mut memo: Vec<(PlanKey, Plan)> = Vec::new();
         let mut rebuilt = Vec::with_capacity(section.len());
         let mut changed = false;
-        let mut scratch = Vec::new();
+        // Scratch space reused for every record of the batch.
+        let (mut key_buf, mut value_buf, mut body) = (Vec::new(), Vec::new(), Vec::new());
         for r in batch::Records::new(&section, header.record_count) {
             let r = r.map_err(corrupt)?;
             let key = self
-                .redact_side(key_side, r.key, purpose, &mut memo, &mut scratch)
-                .await?;
+                .redact_side(key_side, r.key, purpose, &mut memo, &mut key_buf)
+                .await;
             let value = self
-                .redact_side(value_side, r.value, purpose, &mut memo, &mut scratch)
-                .await?;
-            if matches!((&key, &value), (Rewritten::Same, Rewritten::Same)) {
+                .redact_side(value_side, r.value, purpose, &mut memo, &mut value_buf)
+                .await;
+            if matches!((key, value), (Rewritten::Same, Rewritten::Same)) {
                 rebuilt.extend_from_slice(r.raw);
                 continue;
             }
             changed = true;
-            let headers = r.headers().map_err(corrupt)?;
-            let pick = |w: &Rewritten, original: Option<&[u8]>| match w {
-                Rewritten::Same => original.map(<[u8]>::to_vec),
-                Rewritten::Into(b) => Some(b.clone()),
-                Rewritten::Null => None,
-            };
-            let (k, v) = (pick(&key, r.key), pick(&value, r.value));
-            batch::encode_record(
+            let k = pick(key, r.key, &key_buf);
+            let v = pick(value, r.value, &value_buf);
+            batch::encode_record_with_headers(
                 &mut rebuilt,
+                &mut body,
                 r.timestamp_delta,
-                r.offset_delta as i32,
-                k.as_deref(),
-                v.as_deref(),
-                &headers,
+                r.offset_delta,
+                k,
+                v,
+                r.rest,
             );
         }
         if !changed {
@@ -464,10 +461,10 @@ impl Redactor {
         data: Option<&[u8]>,
         purpose: Option<&Purpose>,
         memo: &mut Vec<(PlanKey, Plan)>,
-        scratch: &mut Vec<u8>,
-    ) -> Result<Rewritten, KafkaError> {
+        out: &mut Vec<u8>,
+    ) -> Rewritten {
         let (Some(side), Some(data)) = (side, data) else {
-            return Ok(Rewritten::Same);
+            return Rewritten::Same;
         };
         let (plan_key, payload, prefix) = match side {
             Side::Framed { .. } => match sluice_proto::decode_frame(data) {
@@ -483,7 +480,7 @@ impl Redactor {
                         prefix,
                     )
                 }
-                Err(_) => return Ok(Rewritten::Null),
+                Err(_) => return Rewritten::Null,
             },
             Side::Raw { message, .. } => (
                 PlanKey::Raw(message.full_name().to_owned(), purpose.cloned()),
@@ -500,15 +497,15 @@ impl Redactor {
             }
         };
         let plan = match plan {
-            Plan::Pass => return Ok(Rewritten::Same),
-            Plan::Hide => return Ok(Rewritten::Null),
+            Plan::Pass => return Rewritten::Same,
+            Plan::Hide => return Rewritten::Null,
             Plan::Apply(plan) => plan,
         };
-        scratch.clear();
-        scratch.extend_from_slice(prefix);
-        match plan.apply(payload, scratch) {
-            Ok(()) => Ok(Rewritten::Into(scratch.clone())),
-            Err(_) => Ok(Rewritten::Null),
+        out.clear();
+        out.extend_from_slice(prefix);
+        match plan.apply(payload, out) {
+            Ok(()) => Rewritten::Into,
+            Err(_) => Rewritten::Null,
         }
     }
 
@@ -645,10 +642,21 @@ fn hidden_paths(
     }
 }
 
+/// One side of a record as it goes out.
+fn pick<'a>(w: Rewritten, original: Option<&'a [u8]>, rewritten: &'a [u8]) -> Option<&'a [u8]> {
+    match w {
+        Rewritten::Same => original,
+        Rewritten::Into => Some(rewritten),
+        Rewritten::Null => None,
+    }
+}
+
 /// What became of one side of a record.
+#[derive(Clone, Copy)]
 enum Rewritten {
     Same,
-    Into(Vec<u8>),
+    /// Rewritten into the side's scratch buffer.
+    Into,
     Null,
 }
 
