@@ -280,7 +280,8 @@ pub struct Redactor {
     /// Topic → whether any schema of its subjects carries a policy.
     guarded: moka::future::Cache<String, bool>,
     plans: moka::sync::Cache<PlanKey, Plan>,
-    batches: moka::sync::Cache<BatchKey, Bytes>,
+    /// Redacted batches; `None` marks a batch that needs no change.
+    batches: moka::sync::Cache<BatchKey, Option<Bytes>>,
 }
 
 impl Redactor {
@@ -294,7 +295,9 @@ impl Redactor {
                 .build(),
             plans: moka::sync::Cache::new(10_000),
             batches: moka::sync::Cache::builder()
-                .weigher(|_, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .weigher(|_, v: &Option<Bytes>| {
+                    u32::try_from(v.as_ref().map_or(64, Bytes::len)).unwrap_or(u32::MAX)
+                })
                 .max_capacity(cache_bytes)
                 .build(),
         }
@@ -349,53 +352,73 @@ impl Redactor {
             return Ok(records);
         }
         let (key_side, value_side) = self.validator.sides(topic).await.map_err(rejection)?;
-        let mut out: Vec<u8> = Vec::with_capacity(records.len());
+        // Built only once a batch changes: until then the answer is the
+        // input itself, not a copy.
+        let mut out: Option<Vec<u8>> = None;
         let mut pos = 0usize;
         while pos < records.len() {
+            let start = pos;
             let rest = records.slice(pos..);
             let Ok(header) = batch::parse_stored_header(&rest) else {
                 // A partial batch at the end of a size-limited fetch: the
                 // client drops it; send it on as Kafka does.
-                out.extend_from_slice(&rest);
                 break;
             };
             let end = 12 + header.batch_length as usize;
             if end > rest.len() {
-                out.extend_from_slice(&rest);
                 break;
             }
             let one = rest.slice(..end);
             pos += end;
-            if header.is_control() {
-                out.extend_from_slice(&one);
-                continue;
-            }
-            let key = BatchKey {
-                topic: topic.name.clone(),
-                partition,
-                base_offset: i64::from_be_bytes(one[..8].try_into().unwrap_or_default()),
-                crc: u32::from_be_bytes(one[17..21].try_into().unwrap_or_default()),
-                purpose: purpose.cloned(),
+            let done = if header.is_control() {
+                None
+            } else {
+                let key = BatchKey {
+                    topic: topic.name.clone(),
+                    partition,
+                    base_offset: i64::from_be_bytes(one[..8].try_into().unwrap_or_default()),
+                    crc: u32::from_be_bytes(one[17..21].try_into().unwrap_or_default()),
+                    purpose: purpose.cloned(),
+                };
+                match self.batches.get(&key) {
+                    Some(done) => done,
+                    None => {
+                        let done = self
+                            .redact_batch(
+                                &one,
+                                header,
+                                key_side.as_ref(),
+                                value_side.as_ref(),
+                                purpose,
+                            )
+                            .await?;
+                        self.batches.insert(key, done.clone());
+                        done
+                    }
+                }
             };
-            if let Some(done) = self.batches.get(&key) {
-                out.extend_from_slice(&done);
-                continue;
+            match (done, &mut out) {
+                (None, None) => {}
+                (None, Some(out)) => out.extend_from_slice(&one),
+                (Some(rewritten), Some(out)) => out.extend_from_slice(&rewritten),
+                (Some(rewritten), slot @ None) => {
+                    let mut v = Vec::with_capacity(records.len());
+                    v.extend_from_slice(&records[..start]);
+                    v.extend_from_slice(&rewritten);
+                    *slot = Some(v);
+                }
             }
-            let done = self
-                .redact_batch(
-                    &one,
-                    header,
-                    key_side.as_ref(),
-                    value_side.as_ref(),
-                    purpose,
-                )
-                .await?;
-            out.extend_from_slice(&done);
-            self.batches.insert(key, done);
         }
-        Ok(out.into())
+        Ok(match out {
+            None => records,
+            Some(mut out) => {
+                out.extend_from_slice(&records[pos..]);
+                out.into()
+            }
+        })
     }
 
+    /// The batch rewritten for `purpose`, or `None` when it needs no change.
     async fn redact_batch(
         &self,
         one: &Bytes,
@@ -403,7 +426,7 @@ impl Redactor {
         key_side: Option<&Side>,
         value_side: Option<&Side>,
         purpose: Option<&Purpose>,
-    ) -> Result<Bytes, KafkaError> {
+    ) -> Result<Option<Bytes>, KafkaError> {
         let corrupt = |e: batch::BatchError| {
             KafkaError::new(
                 ResponseError::CorruptMessage,
@@ -442,7 +465,7 @@ impl Redactor {
             );
         }
         if !changed {
-            return Ok(one.clone());
+            return Ok(None);
         }
         // Rewritten batches go out uncompressed: recompressing would cost
         // more CPU than the bytes it saves on a broker's network.
@@ -452,7 +475,7 @@ impl Redactor {
         // Same base offset and leader epoch as the batch it replaces.
         framed[..8].copy_from_slice(&one[..8]);
         framed[12..16].copy_from_slice(&one[12..16]);
-        Ok(framed.into())
+        Ok(Some(framed.into()))
     }
 
     async fn redact_side(
