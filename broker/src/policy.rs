@@ -30,7 +30,7 @@ use kafka_protocol::error::ResponseError;
 use serde::Deserialize;
 use sluice_lakehouse::sql::{Guards, TableGuard};
 use sluice_proto::prost_reflect::{FieldDescriptor, MessageDescriptor};
-use sluice_proto::{CompiledSchema, Hidden, Redaction, field_policy};
+use sluice_proto::{CompiledSchema, Hidden, MessageIndexes, Redaction, field_policy};
 
 use crate::batch;
 use crate::meta::TopicRecord;
@@ -434,7 +434,7 @@ impl Redactor {
             )
         };
         let section = batch::records_section(one, &header).map_err(corrupt)?;
-        let mut memo: Vec<(PlanKey, Plan)> = Vec::new();
+        let mut memo: Vec<Memo> = Vec::new();
         let mut rebuilt = Vec::with_capacity(section.len());
         let mut changed = false;
         // Scratch space reused for every record of the batch.
@@ -442,10 +442,24 @@ impl Redactor {
         for r in batch::Records::new(&section, header.record_count) {
             let r = r.map_err(corrupt)?;
             let key = self
-                .redact_side(key_side, r.key, purpose, &mut memo, &mut key_buf)
+                .redact_side(
+                    RecordSide::Key,
+                    key_side,
+                    r.key,
+                    purpose,
+                    &mut memo,
+                    &mut key_buf,
+                )
                 .await;
             let value = self
-                .redact_side(value_side, r.value, purpose, &mut memo, &mut value_buf)
+                .redact_side(
+                    RecordSide::Value,
+                    value_side,
+                    r.value,
+                    purpose,
+                    &mut memo,
+                    &mut value_buf,
+                )
                 .await;
             if matches!((key, value), (Rewritten::Same, Rewritten::Same)) {
                 rebuilt.extend_from_slice(r.raw);
@@ -478,44 +492,56 @@ impl Redactor {
         Ok(Some(framed.into()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn redact_side(
         &self,
+        which: RecordSide,
         side: Option<&Side>,
         data: Option<&[u8]>,
         purpose: Option<&Purpose>,
-        memo: &mut Vec<(PlanKey, Plan)>,
+        memo: &mut Vec<Memo>,
         out: &mut Vec<u8>,
     ) -> Rewritten {
         let (Some(side), Some(data)) = (side, data) else {
             return Rewritten::Same;
         };
-        let (plan_key, payload, prefix) = match side {
+        // Records of one batch nearly always share their schema: the memo
+        // finds the plan again without building a key.
+        let (id, indexes, payload, prefix) = match side {
             Side::Framed { .. } => match sluice_proto::decode_frame(data) {
                 Ok(frame) => {
                     let prefix = &data[..data.len() - frame.payload.len()];
                     (
-                        PlanKey::Framed(
-                            frame.schema_id,
-                            frame.message_indexes.to_vec(),
-                            purpose.cloned(),
-                        ),
+                        frame.schema_id,
+                        frame.message_indexes,
                         frame.payload,
                         prefix,
                     )
                 }
                 Err(_) => return Rewritten::Null,
             },
-            Side::Raw { message, .. } => (
-                PlanKey::Raw(message.full_name().to_owned(), purpose.cloned()),
-                data,
-                &data[..0],
-            ),
+            Side::Raw { .. } => (RAW_SIDE, MessageIndexes::from(&[][..]), data, &data[..0]),
         };
-        let plan = match memo.iter().find(|(k, _)| *k == plan_key) {
-            Some((_, p)) => p.clone(),
+        let found = memo
+            .iter()
+            .find(|m| m.side == which && m.id == id && m.indexes == indexes)
+            .map(|m| m.plan.clone());
+        let plan = match found {
+            Some(p) => p,
             None => {
-                let p = self.plan(side, &plan_key, purpose).await;
-                memo.push((plan_key, p.clone()));
+                let key = match side {
+                    Side::Framed { .. } => PlanKey::Framed(id, indexes.to_vec(), purpose.cloned()),
+                    Side::Raw { message, .. } => {
+                        PlanKey::Raw(message.full_name().to_owned(), purpose.cloned())
+                    }
+                };
+                let p = self.plan(side, &key, purpose).await;
+                memo.push(Memo {
+                    side: which,
+                    id,
+                    indexes,
+                    plan: p.clone(),
+                });
                 p
             }
         };
@@ -559,6 +585,24 @@ impl Redactor {
         self.plans.insert(key.clone(), plan.clone());
         plan
     }
+}
+
+/// Which side of a record a plan is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordSide {
+    Key,
+    Value,
+}
+
+/// The schema id standing for "the topic's raw message type" in the memo.
+const RAW_SIDE: u32 = u32::MAX;
+
+/// A plan found while rewriting one batch (for one purpose).
+struct Memo {
+    side: RecordSide,
+    id: u32,
+    indexes: MessageIndexes,
+    plan: Plan,
 }
 
 /// What to do with one side of the records of one schema, for one reader.
