@@ -85,27 +85,13 @@ pub(crate) async fn apply(
         Transform::Metadata => {
             let (h, mut r) = decode::<MetadataResponse>(api, version, frame)?;
             r.brokers
-                .retain_mut(|b| match shared.advertise(b.node_id.0, &b.host, b.port) {
-                    Some((host, port)) => {
-                        b.host = host;
-                        b.port = port;
-                        true
-                    }
-                    None => false,
-                });
+                .retain_mut(|b| readdress(shared, b.node_id.0, &mut b.host, &mut b.port));
             encode(&h, header_version, &r, api, version)
         }
         Transform::DescribeCluster => {
             let (h, mut r) = decode::<DescribeClusterResponse>(api, version, frame)?;
             r.brokers
-                .retain_mut(|b| match shared.advertise(b.broker_id.0, &b.host, b.port) {
-                    Some((host, port)) => {
-                        b.host = host;
-                        b.port = port;
-                        true
-                    }
-                    None => false,
-                });
+                .retain_mut(|b| readdress(shared, b.broker_id.0, &mut b.host, &mut b.port));
             encode(&h, header_version, &r, api, version)
         }
         Transform::FindCoordinator => {
@@ -115,46 +101,26 @@ pub(crate) async fn apply(
                     if c.error_code != 0 {
                         continue;
                     }
-                    match shared.advertise(c.node_id.0, &c.host, c.port) {
-                        Some((host, port)) => {
-                            c.host = host;
-                            c.port = port;
-                        }
-                        None => {
-                            c.error_code = COORDINATOR_NOT_AVAILABLE;
-                            c.node_id = BrokerId(-1);
-                            c.host = StrBytes::default();
-                            c.port = -1;
-                        }
+                    if !readdress(shared, c.node_id.0, &mut c.host, &mut c.port) {
+                        c.error_code = COORDINATOR_NOT_AVAILABLE;
+                        c.node_id = BrokerId(-1);
+                        c.host = StrBytes::default();
+                        c.port = -1;
                     }
                 }
-            } else if r.error_code == 0 {
-                match shared.advertise(r.node_id.0, &r.host, r.port) {
-                    Some((host, port)) => {
-                        r.host = host;
-                        r.port = port;
-                    }
-                    None => {
-                        r.error_code = COORDINATOR_NOT_AVAILABLE;
-                        r.node_id = BrokerId(-1);
-                        r.host = StrBytes::default();
-                        r.port = -1;
-                    }
-                }
+            } else if r.error_code == 0 && !readdress(shared, r.node_id.0, &mut r.host, &mut r.port)
+            {
+                r.error_code = COORDINATOR_NOT_AVAILABLE;
+                r.node_id = BrokerId(-1);
+                r.host = StrBytes::default();
+                r.port = -1;
             }
             encode(&h, header_version, &r, api, version)
         }
         Transform::Produce { refused } => {
             let (h, mut r) = decode::<ProduceResponse>(api, version, frame)?;
             r.node_endpoints
-                .retain_mut(|n| match shared.advertise(n.node_id.0, &n.host, n.port) {
-                    Some((host, port)) => {
-                        n.host = host;
-                        n.port = port;
-                        true
-                    }
-                    None => false,
-                });
+                .retain_mut(|n| readdress(shared, n.node_id.0, &mut n.host, &mut n.port));
             merge_refused(&mut r, refused);
             encode(&h, header_version, &r, api, version)
         }
@@ -324,6 +290,19 @@ async fn redact(
                 }
             }
         }
+    }
+}
+
+/// Points one advertised broker address at the gateway. False when the
+/// node cannot be served through the gateway (see `Shared::advertise`).
+fn readdress(shared: &Arc<Shared>, node: i32, host: &mut StrBytes, port: &mut i32) -> bool {
+    match shared.advertise(node, host, *port) {
+        Some((h, p)) => {
+            *host = h;
+            *port = p;
+            true
+        }
+        None => false,
     }
 }
 
