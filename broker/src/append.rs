@@ -109,6 +109,7 @@ impl Appender {
         meta: MetaStore,
         segments: Segments,
         commits: watch::Sender<u64>,
+        placement: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) -> (Appender, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
@@ -125,6 +126,7 @@ impl Appender {
             shared: shared.clone(),
             speculative: HashMap::new(),
             epoch: 0,
+            placement,
         };
         let committer = Committer {
             meta,
@@ -187,6 +189,10 @@ struct Preparer {
     /// Producer state including flushes not yet committed.
     speculative: HashMap<ProducerKey, ProducerPartitionState>,
     epoch: u64,
+    /// Changes when partitions move between brokers (see
+    /// [`crate::cluster`]): another broker may have stored batches of a
+    /// producer whose state is cached here since.
+    placement: watch::Receiver<u64>,
 }
 
 /// Stage two: the metadata commit, in flush order, and the replies.
@@ -330,6 +336,16 @@ impl Preparer {
                 .map(|c| c.clone())
                 .unwrap_or_default();
         }
+        if self.placement.has_changed().unwrap_or(false) {
+            self.placement.mark_unchanged();
+            // Keep only states with batches still in flight here; the rest
+            // is read again from the store when next needed.
+            self.speculative
+                .retain(|_, s| s.recent.iter().any(|&(_, _, base)| base < 0));
+            if let Ok(mut c) = self.shared.committed.lock() {
+                c.clear();
+            }
+        }
         let mut outcomes: Vec<Vec<Option<BatchOutcome>>> =
             jobs.iter().map(|j| vec![None; j.batches.len()]).collect();
         let mut segment = BytesMut::new();
@@ -343,6 +359,28 @@ impl Preparer {
                     let key = (b.header.producer_id, b.topic_id, b.partition);
                     let state = self.producer_state(key).await;
                     let mut check = Self::check(state.as_ref(), &b.header);
+                    if let Check::Reject(ResponseError::OutOfOrderSequenceNumber, _) = check
+                        && !state
+                            .as_ref()
+                            .is_some_and(|s| s.recent.iter().any(|&(_, _, base)| base < 0))
+                        && let Ok(fresh) = self.meta.producer_state(key.0, key.1, key.2).await
+                        && fresh != state
+                    {
+                        // Another broker stored batches of this producer
+                        // after its state was cached here.
+                        match &fresh {
+                            Some(f) => {
+                                self.speculative.insert(key, f.clone());
+                                if let Ok(mut c) = self.shared.committed.lock() {
+                                    c.insert(key, f.clone());
+                                }
+                            }
+                            None => {
+                                self.speculative.remove(&key);
+                            }
+                        }
+                        check = Self::check(fresh.as_ref(), &b.header);
+                    }
                     if let Check::Duplicate(-1) = check {
                         // A retry of a batch whose commit may have finished since.
                         let first = b.header.base_sequence;

@@ -9,6 +9,13 @@
 //! metadata-store transaction, so after a crash the next round starts
 //! exactly where the last commit ended: no offset is skipped or archived
 //! twice.
+//!
+//! With many brokers, each topic is archived by the holder of its archiver
+//! lease; when that broker dies, the lease and the work move to another,
+//! which resumes from the committed positions. Should two brokers ever
+//! archive one topic at once, the table commit (a compare-and-swap of the
+//! table's metadata location, with the positions in the same transaction)
+//! lets only one of them succeed for the same offsets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,12 +73,27 @@ pub async fn run(
             Ok(topics) => {
                 tables.retain(|name, _| topics.iter().any(|t| &t.name == name));
                 let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-                if let Err(e) = lake.drop_orphans(&names).await {
+                if broker
+                    .cluster
+                    .should_run(crate::cluster::UPKEEP_LEASE, "tables")
+                    .await
+                    && let Err(e) = lake.drop_orphans(&names).await
+                {
                     tracing::warn!(error = %e, "cannot drop the tables of deleted topics");
                 }
                 for topic in topics {
                     if stop.is_cancelled() {
                         return;
+                    }
+                    // One broker at a time archives a topic. A table cached
+                    // from an earlier lease may be stale: forget it.
+                    if !broker
+                        .cluster
+                        .should_run(crate::cluster::ARCHIVER_LEASE, &topic.name)
+                        .await
+                    {
+                        tables.remove(&topic.name);
+                        continue;
                     }
                     if let Some((retry_at, _)) = failing.get(&topic.name)
                         && Instant::now() < *retry_at

@@ -31,15 +31,37 @@ pub struct ServeArgs {
     /// Address of the HTTP API (Iceberg REST catalog, SQL, metrics, health).
     #[arg(long, env = "SLUICE_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
-    /// Metadata store: `sqlite://PATH` (default: DATA_DIR/metadata.db).
+    /// Metadata store: `sqlite://PATH` (default: DATA_DIR/metadata.db) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` for many brokers.
     #[arg(long, env = "SLUICE_METADATA_URL", value_name = "URL")]
     pub metadata_url: Option<String>,
-    /// Object store: `file://PATH` (default: DATA_DIR/objects).
+    /// Object store: `file://PATH` (default: DATA_DIR/objects) or
+    /// `s3://BUCKET[/PREFIX]` (credentials from the standard AWS_* variables).
     #[arg(long, env = "SLUICE_OBJECT_STORE_URL", value_name = "URL")]
     pub object_store_url: Option<String>,
-    /// This broker's id.
+    /// This broker's id; every broker sharing a metadata store needs its own.
     #[arg(long, env = "SLUICE_BROKER_ID", value_name = "N")]
     pub broker_id: Option<i32>,
+    /// A broker whose last heartbeat is older than this is taken for dead:
+    /// its partitions, groups and archiving move to the others
+    /// (Kafka's `broker.session.timeout.ms`).
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker renews its heartbeat in the metadata store.
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// S3 API endpoint for `s3://` object stores that are not AWS itself
+    /// (MinIO, Ceph, moto...). Defaults to AWS_ENDPOINT_URL, then AWS.
+    #[arg(long, env = "SLUICE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (defaults to AWS_REGION, then us-east-1).
+    #[arg(long, env = "SLUICE_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as `https://host/bucket` rather than
+    /// `https://bucket.host` (most S3-compatible servers want this).
+    /// Defaults to true when an endpoint is given.
+    #[arg(long, env = "SLUICE_S3_PATH_STYLE", value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
     /// Create topics on first produce or metadata request, as Kafka's
     /// `auto.create.topics.enable`.
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", value_name = "BOOL")]
@@ -93,6 +115,11 @@ struct FileConfig {
     metadata_url: Option<String>,
     object_store_url: Option<String>,
     broker_id: Option<i32>,
+    broker_session_timeout_ms: Option<u64>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_path_style: Option<bool>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<i32>,
     max_request_bytes: Option<usize>,
@@ -116,6 +143,11 @@ pub struct Config {
     pub metadata_url: String,
     pub object_store_url: String,
     pub broker_id: i32,
+    pub broker_session_timeout: Duration,
+    pub broker_heartbeat_interval: Duration,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_path_style: Option<bool>,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_request_bytes: usize,
@@ -207,6 +239,19 @@ impl Config {
         if table_commit_ms < 10 {
             bail!("table-commit-interval-ms must be at least 10, got {table_commit_ms}");
         }
+        let session_ms = args
+            .broker_session_timeout_ms
+            .or(file.broker_session_timeout_ms)
+            .unwrap_or(6000);
+        let heartbeat_ms = args
+            .broker_heartbeat_interval_ms
+            .or(file.broker_heartbeat_interval_ms)
+            .unwrap_or(1000);
+        if heartbeat_ms < 10 || heartbeat_ms.saturating_mul(3) > session_ms {
+            bail!(
+                "broker-heartbeat-interval-ms ({heartbeat_ms}) must be at least 10 and at most a third of broker-session-timeout-ms ({session_ms})"
+            );
+        }
         let policy_file = args.policy_file.clone().or(file.policy_file);
         let policies = crate::policy::Policies::load(policy_file.as_deref())?;
         Ok(Config {
@@ -222,6 +267,11 @@ impl Config {
             metadata_url,
             object_store_url,
             broker_id: args.broker_id.or(file.broker_id).unwrap_or(1),
+            broker_session_timeout: Duration::from_millis(session_ms),
+            broker_heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            s3_endpoint: args.s3_endpoint.clone().or(file.s3_endpoint),
+            s3_region: args.s3_region.clone().or(file.s3_region),
+            s3_path_style: args.s3_path_style.or(file.s3_path_style),
             auto_create_topics: args
                 .auto_create_topics
                 .or(file.auto_create_topics)

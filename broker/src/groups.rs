@@ -18,6 +18,13 @@
 //! assignments) is written to the metadata store, and committed offsets are
 //! written before the commit is answered, so a restarted broker resumes
 //! every group where it was.
+//!
+//! With many brokers, each group has one coordinator: the broker holding the
+//! group's lease (see [`crate::cluster`]). A broker takes a free lease on
+//! the first request for the group and loads the group's stored state then;
+//! requests to any other broker are answered NOT_COORDINATOR, which sends
+//! clients back to FindCoordinator. When a broker loses its leases it drops
+//! its groups, and their members rejoin at the new coordinator.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -30,6 +37,7 @@ use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, GROUP_LEASE};
 use crate::meta::{MetaStore, StoredGroup};
 
 pub const MIN_SESSION_TIMEOUT_MS: i32 = 1_000;
@@ -183,6 +191,7 @@ pub struct CommitAuth {
 
 pub struct Coordinator {
     meta: MetaStore,
+    cluster: Arc<Cluster>,
     groups: StdMutex<HashMap<String, Arc<Mutex<Group>>>>,
     initial_delay: Duration,
     /// Groups that have committed offsets but no member metadata.
@@ -204,42 +213,121 @@ fn new_group(id: &str) -> Group {
     }
 }
 
+/// A group as stored after its last completed rebalance.
+fn restored_group(stored: StoredGroup) -> Group {
+    let members: Vec<Member> = serde_json::from_str(&stored.members_json).unwrap_or_default();
+    let mut g = new_group(&stored.group_id);
+    g.generation = stored.generation;
+    g.protocol_type = stored.protocol_type;
+    g.protocol = stored.protocol;
+    g.leader = stored.leader;
+    g.members = members
+        .into_iter()
+        .map(|m| (m.member_id.clone(), m))
+        .collect();
+    // Members get a full session to heartbeat to this coordinator.
+    g.state = if g.members.is_empty() {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+    g
+}
+
 impl Coordinator {
-    /// Loads every stored group and starts the session-expiry task.
-    pub async fn start(
+    /// Starts the session-expiry task; groups are loaded as this broker
+    /// takes their leases.
+    pub fn start(
         meta: MetaStore,
+        cluster: Arc<Cluster>,
         initial_delay: Duration,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Coordinator>> {
-        let mut groups = HashMap::new();
-        for stored in meta.load_groups().await? {
-            let members: Vec<Member> =
-                serde_json::from_str(&stored.members_json).unwrap_or_default();
-            let mut g = new_group(&stored.group_id);
-            g.generation = stored.generation;
-            g.protocol_type = stored.protocol_type;
-            g.protocol = stored.protocol;
-            g.leader = stored.leader;
-            g.members = members
-                .into_iter()
-                .map(|m| (m.member_id.clone(), m))
-                .collect();
-            // Members get a full session to heartbeat to the restarted broker.
-            g.state = if g.members.is_empty() {
-                GroupState::Empty
-            } else {
-                GroupState::Stable
-            };
-            groups.insert(stored.group_id, Arc::new(Mutex::new(g)));
-        }
+    ) -> Arc<Coordinator> {
         let c = Arc::new(Coordinator {
             meta,
-            groups: StdMutex::new(groups),
+            cluster,
+            groups: StdMutex::new(HashMap::new()),
             initial_delay,
             shutdown,
         });
         tokio::spawn(c.clone().expire_sessions());
-        Ok(c)
+        tokio::spawn(c.clone().drop_groups_on_lost_leases());
+        c
+    }
+
+    /// Makes sure this broker coordinates `group_id`: it holds the group's
+    /// lease, or takes it while it is free and loads the group's stored
+    /// state. NOT_COORDINATOR when another live broker holds it.
+    pub async fn claim(&self, group_id: &str) -> Result<(), ResponseError> {
+        if self.cluster.holds(GROUP_LEASE, group_id) {
+            return Ok(());
+        }
+        match self.cluster.acquire(GROUP_LEASE, group_id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ResponseError::NotCoordinator),
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "cannot take the group lease");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        // What another coordinator may have changed is in the store; any
+        // copy in memory from an earlier lease is stale.
+        let stored = match self.meta.load_group(group_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "cannot load the group");
+                let _ = self.cluster.release(GROUP_LEASE, group_id).await;
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        };
+        let g = match stored {
+            Some(stored) => restored_group(stored),
+            None => new_group(group_id),
+        };
+        tracing::info!(
+            group = group_id,
+            generation = g.generation,
+            "now coordinating group"
+        );
+        if let Ok(mut map) = self.groups.lock() {
+            map.insert(group_id.to_string(), Arc::new(Mutex::new(g)));
+        }
+        Ok(())
+    }
+
+    /// Groups of leases this broker lost are another broker's now: drop
+    /// them, and answer members parked in a rebalance NOT_COORDINATOR so
+    /// they find the new coordinator.
+    async fn drop_groups_on_lost_leases(self: Arc<Self>) {
+        let mut lost = self.cluster.lost_leases();
+        loop {
+            tokio::select! {
+                changed = lost.changed() => if changed.is_err() { return },
+                _ = self.shutdown.cancelled() => return,
+            }
+            let groups: Vec<Arc<Mutex<Group>>> = match self.groups.lock() {
+                Ok(mut m) => m.drain().map(|(_, g)| g).collect(),
+                Err(_) => continue,
+            };
+            for group in groups {
+                let mut g = group.lock().await;
+                g.state = GroupState::Dead;
+                for m in g.members.values_mut() {
+                    if let Some(w) = m.join_waiter.take() {
+                        let _ = w.send(JoinResult::error(
+                            ResponseError::NotCoordinator,
+                            &m.member_id,
+                        ));
+                    }
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncResult {
+                            error: Some(ResponseError::NotCoordinator),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
     }
 
     fn group(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
@@ -264,6 +352,9 @@ impl Coordinator {
         }
         if p.protocol_type.is_empty() || p.protocols.is_empty() {
             return JoinResult::error(ResponseError::InconsistentGroupProtocol, &p.member_id);
+        }
+        if let Err(e) = self.claim(&p.group_id).await {
+            return JoinResult::error(e, &p.member_id);
         }
         let group = if p.member_id.is_empty() {
             self.group_or_create(&p.group_id)
@@ -579,6 +670,13 @@ impl Coordinator {
             error: Some(e),
             ..Default::default()
         };
+        if let Err(e) = self.claim(group_id).await {
+            return err(e);
+        }
+        let err = |e| SyncResult {
+            error: Some(e),
+            ..Default::default()
+        };
         let Some(group) = self.group(group_id) else {
             return err(ResponseError::UnknownMemberId);
         };
@@ -655,6 +753,9 @@ impl Coordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> Option<ResponseError> {
+        if let Err(e) = self.claim(group_id).await {
+            return Some(e);
+        }
         let Some(group) = self.group(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
@@ -684,6 +785,7 @@ impl Coordinator {
         group_id: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.claim(group_id).await?;
         let Some(group) = self.group(group_id) else {
             return Err(ResponseError::UnknownMemberId);
         };
@@ -745,6 +847,9 @@ impl Coordinator {
 
     /// Checks whether an offset commit may proceed (Kafka's rules).
     pub async fn authorize_commit(&self, a: &CommitAuth) -> Option<ResponseError> {
+        if let Err(e) = self.claim(&a.group_id).await {
+            return Some(e);
+        }
         let group = match self.group(&a.group_id) {
             Some(g) => g,
             None if a.generation_id < 0 && a.member_id.is_empty() => {
@@ -807,12 +912,33 @@ impl Coordinator {
         })
     }
 
-    /// Every group known here, including offset-only groups.
+    /// The groups this broker coordinates, including offset-only groups:
+    /// those whose lease it holds, and free ones it is the preferred
+    /// coordinator of (which it takes now). Listing every broker lists
+    /// every group once, as Kafka's ListGroups does.
     pub async fn list(&self) -> Vec<GroupSummary> {
-        let ids: Vec<String> = match self.groups.lock() {
+        let mut ids: Vec<String> = match self.groups.lock() {
             Ok(m) => m.keys().cloned().collect(),
             Err(_) => Vec::new(),
         };
+        let stored = self.meta.group_ids().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list stored groups");
+            Vec::new()
+        });
+        let holders = self.cluster.holders(GROUP_LEASE).await.unwrap_or_default();
+        let me = self.cluster.me().id;
+        for id in stored {
+            if ids.contains(&id) {
+                continue;
+            }
+            let mine = match holders.get(&id) {
+                Some(holder) => *holder == me,
+                None => self.cluster.preferred(GROUP_LEASE, &id).id == me,
+            };
+            if mine && self.claim(&id).await.is_ok() {
+                ids.push(id);
+            }
+        }
         let mut out = Vec::new();
         for id in ids {
             if let Some(s) = self.summary(&id).await
@@ -821,26 +947,15 @@ impl Coordinator {
                 out.push(s);
             }
         }
-        if let Ok(extra) = self.meta.groups_with_offsets().await {
-            for id in extra {
-                if !out.iter().any(|g| g.group_id == id) {
-                    out.push(GroupSummary {
-                        group_id: id,
-                        state: GroupState::Empty,
-                        protocol_type: String::new(),
-                        protocol: String::new(),
-                        generation: 0,
-                        members: Vec::new(),
-                    });
-                }
-            }
-        }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
 
     /// Deletes an empty group and its offsets.
     pub async fn delete(&self, group_id: &str) -> Option<ResponseError> {
+        if let Err(e) = self.claim(group_id).await {
+            return Some(e);
+        }
         let known = self.group(group_id);
         let has_offsets = self
             .meta

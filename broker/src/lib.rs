@@ -12,6 +12,7 @@ pub mod archiver;
 pub mod batch;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -16,12 +16,11 @@
 //! process (the WAL is written before the commit returns); `synchronous=FULL`
 //! also makes them survive power loss.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use crate::objects::SegmentLoc;
@@ -137,7 +136,29 @@ pub enum Appended {
 
 #[derive(Clone)]
 pub struct MetaStore {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which database holds the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, one machine (the embedded default).
+    Sqlite,
+    /// Shared by any number of brokers.
+    Postgres,
+}
+
+impl Backend {
+    /// SQL for the database server's clock in Unix milliseconds. Leases
+    /// and heartbeats are compared on this one clock, never on the brokers'
+    /// own, so clock skew between brokers cannot expire a live lease.
+    pub fn now_ms_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -147,40 +168,89 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Settings of every SQLite connection. Checkpoints (which fsync) run from
+/// a background task instead of inside whichever append commit happens to
+/// cross the threshold, hence no automatic checkpoints.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA wal_autocheckpoint = 0",
+];
+
 impl MetaStore {
     /// Opens (creating if needed) the store and applies pending migrations.
+    ///
+    /// `url` is `sqlite://PATH` (the embedded default) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (many brokers).
     pub async fn connect(url: &str) -> Result<MetaStore> {
-        let Some(path) = url.strip_prefix("sqlite://") else {
-            return Err(MetaError::Db(sqlx::Error::Configuration(
+        sqlx::any::install_default_drivers();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::connect_sqlite(path).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url).await
+        } else {
+            Err(MetaError::Db(sqlx::Error::Configuration(
                 format!(
-                    "unsupported metadata URL '{url}': this build supports sqlite://PATH (PostgreSQL support is planned)"
+                    "unsupported metadata URL '{url}': expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
                 )
                 .into(),
-            )));
-        };
+            )))
+        }
+    }
+
+    async fn connect_sqlite(path: &str) -> Result<MetaStore> {
+        let path = path.split('?').next().unwrap_or(path);
         if let Some(parent) = std::path::Path::new(path).parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| MetaError::Db(sqlx::Error::Io(e)))?;
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Checkpoints (which fsync) run from a background task instead of
-            // inside whichever append commit happens to cross the threshold.
-            .pragma("wal_autocheckpoint", "0")
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        // The generic pool takes only a URL, so the per-connection settings
+        // are applied as pragmas when each connection opens.
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(opts)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::Executor::execute(&mut *conn, *pragma).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&format!("sqlite://{path}?mode=rwc"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let store = MetaStore { pool };
+        let store = MetaStore {
+            pool,
+            backend: Backend::Sqlite,
+        };
         store.ensure_cluster_id().await?;
         Ok(store)
+    }
+
+    async fn connect_postgres(url: &str) -> Result<MetaStore> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        // Brokers starting together do not race: the migrator holds a
+        // database-wide advisory lock while it runs.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let store = MetaStore {
+            pool,
+            backend: Backend::Postgres,
+        };
+        store.ensure_cluster_id().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     async fn ensure_cluster_id(&self) -> Result<()> {
@@ -194,7 +264,7 @@ impl MetaStore {
 
     /// The connection pool, for stores of other crates' data kept in the
     /// same database (the schema registry).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -205,7 +275,7 @@ impl MetaStore {
         Ok(row.get(0))
     }
 
-    fn topic_from_row(row: &sqlx::sqlite::SqliteRow) -> TopicRecord {
+    fn topic_from_row(row: &AnyRow) -> TopicRecord {
         let uuid: String = row.get("uuid");
         TopicRecord {
             id: row.get("id"),
@@ -363,7 +433,7 @@ impl MetaStore {
         }))
     }
 
-    fn loc_from_row(r: &sqlx::sqlite::SqliteRow) -> BatchLoc {
+    fn loc_from_row(r: &AnyRow) -> BatchLoc {
         BatchLoc {
             topic_id: r.get(9),
             partition: r.get::<i64, _>(10) as i32,
@@ -493,7 +563,7 @@ impl MetaStore {
     pub async fn allocate_producer_id(&self) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO cluster (key, value) VALUES ('next_producer_id', '1')
-             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)
              RETURNING value",
         )
         .fetch_one(&self.pool)
@@ -512,7 +582,9 @@ impl MetaStore {
     ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE partitions SET log_start = MAX(log_start, MIN($1, next_offset))
+            "UPDATE partitions SET log_start = CASE
+                 WHEN log_start >= $1 OR log_start >= next_offset THEN log_start
+                 WHEN $1 < next_offset THEN $1 ELSE next_offset END
              WHERE topic_id = $2 AND partition = $3 RETURNING log_start",
         )
         .bind(offset)
@@ -671,19 +743,23 @@ impl MetaStore {
 
     /// Total stored bytes and batch count of a partition (for tools).
     pub async fn partition_size(&self, topic_id: i64, partition: i32) -> Result<i64> {
-        let v: Option<i64> =
-            sqlx::query("SELECT SUM(len) FROM batches WHERE topic_id = $1 AND partition = $2")
-                .bind(topic_id)
-                .bind(partition as i64)
-                .fetch_one(&self.pool)
-                .await?
-                .get(0);
+        let v: Option<i64> = sqlx::query(
+            "SELECT CAST(SUM(len) AS BIGINT) FROM batches WHERE topic_id = $1 AND partition = $2",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
         Ok(v.unwrap_or(0))
     }
 
     /// Copies committed WAL pages into the database file without blocking
     /// writers (SQLite's PASSIVE checkpoint).
     pub async fn checkpoint(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&self.pool)
             .await?;
@@ -691,9 +767,11 @@ impl MetaStore {
     }
 
     pub async fn close(&self) {
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await;
+        if self.backend == Backend::Sqlite {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
         self.pool.close().await;
     }
 }
@@ -705,7 +783,7 @@ impl MetaStore {
 /// first assignment gave: written while the transaction is open, it is
 /// still durable before the commit that makes it visible.
 pub struct AppendTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
 }
 
 impl AppendTx {
@@ -738,14 +816,12 @@ impl AppendTx {
         .await?
         .get(0);
 
-        // Offsets taken per partition, in first-seen order.
-        let mut totals: Vec<((i64, i32), i64)> = Vec::new();
+        // Offsets taken per partition. Rows are locked in key order, the
+        // same in every broker, so two brokers' appends to the same
+        // partitions queue behind each other instead of deadlocking.
+        let mut totals: BTreeMap<(i64, i32), i64> = BTreeMap::new();
         for b in batches {
-            let key = (b.topic_id, b.partition);
-            match totals.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += b.offsets,
-                None => totals.push((key, b.offsets)),
-            }
+            *totals.entry((b.topic_id, b.partition)).or_default() += b.offsets;
         }
         // Next offset to hand out per partition (None: partition is gone).
         let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
@@ -796,7 +872,8 @@ impl AppendTx {
             });
         }
 
-        // SQLite allows 32766 bound values per statement; 8 per row.
+        // SQLite allows 32766 bound values per statement (PostgreSQL 65535);
+        // 8 per row.
         for chunk in rows.chunks(1000) {
             let mut sql = String::from(
                 "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
@@ -833,7 +910,9 @@ impl AppendTx {
             q.execute(&mut **tx).await?;
         }
 
-        for ((producer_id, topic_id, partition), state) in &states {
+        let mut states_in_order: Vec<_> = states.iter().collect();
+        states_in_order.sort_by_key(|(k, _)| **k);
+        for ((producer_id, topic_id, partition), state) in states_in_order {
             sqlx::query(
                 "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -885,23 +964,34 @@ pub struct CommittedOffset {
 }
 
 impl MetaStore {
-    pub async fn load_groups(&self) -> Result<Vec<StoredGroup>> {
+    /// One group's stored state.
+    pub async fn load_group(&self, group_id: &str) -> Result<Option<StoredGroup>> {
+        let row = sqlx::query(
+            "SELECT group_id, protocol_type, protocol, generation, leader, members
+             FROM consumer_groups WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredGroup {
+            group_id: r.get(0),
+            protocol_type: r.get(1),
+            protocol: r.get(2),
+            generation: r.get::<i64, _>(3) as i32,
+            leader: r.get(4),
+            members_json: r.get(5),
+        }))
+    }
+
+    /// Every group with stored state or committed offsets.
+    pub async fn group_ids(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT group_id, protocol_type, protocol, generation, leader, members FROM consumer_groups",
+            "SELECT group_id FROM consumer_groups
+             UNION SELECT DISTINCT group_id FROM group_offsets ORDER BY 1",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredGroup {
-                group_id: r.get(0),
-                protocol_type: r.get(1),
-                protocol: r.get(2),
-                generation: r.get::<i64, _>(3) as i32,
-                leader: r.get(4),
-                members_json: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn save_group(&self, g: &StoredGroup) -> Result<()> {

@@ -28,6 +28,9 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+/// How long startup waits for the object store to answer its first request.
+const STARTUP_PROBE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A local log file is closed and a new one started past this size.
 const ROLL_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -35,8 +38,10 @@ const ROLL_BYTES: u64 = 256 * 1024 * 1024;
 pub enum ObjectError {
     #[error("object store error: {0}")]
     Store(#[from] object_store::Error),
-    #[error("invalid object store URL '{0}': expected file://PATH")]
+    #[error("invalid object store URL '{0}': expected file://PATH or s3://BUCKET[/PREFIX]")]
     BadUrl(String),
+    #[error("object store: {0}")]
+    Config(String),
     #[error("segment I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -104,6 +109,37 @@ impl Segments {
             },
             cache_bytes,
         ))
+    }
+
+    /// Segments in the store `config` names (an S3 bucket and prefix), after
+    /// checking that the store answers: a wrong bucket, endpoint or
+    /// credential fails here, at startup, not on the first produce.
+    pub async fn open_store(
+        config: &sluice_lakehouse::storage::ObjectStoreConfig,
+        cache_bytes: u64,
+    ) -> Result<Segments, ObjectError> {
+        let store = config
+            .build()
+            .map_err(|e| ObjectError::Config(e.to_string()))?;
+        let prefix = config
+            .prefix()
+            .map_err(|e| ObjectError::Config(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            store
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+        };
+        let probe = Path::from("segments/.probe");
+        match tokio::time::timeout(STARTUP_PROBE, store.head(&probe)).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+            Ok(Err(e)) => return Err(ObjectError::Store(e)),
+            Err(_) => {
+                return Err(ObjectError::Config(format!(
+                    "no answer within {STARTUP_PROBE:?}"
+                )));
+            }
+        }
+        Ok(Self::with_store(store, cache_bytes))
     }
 
     /// Segments in any `object_store` backend, one object per flush.

@@ -20,6 +20,14 @@ pub async fn run(broker: SharedBroker, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        // One broker at a time does the cluster's retention.
+        if !broker
+            .cluster
+            .should_run(crate::cluster::UPKEEP_LEASE, "retention")
+            .await
+        {
+            continue;
+        }
         if let Err(e) = run_once(&broker).await {
             tracing::warn!(error = %e, "retention pass failed; will retry");
         }

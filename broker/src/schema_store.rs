@@ -43,7 +43,7 @@ fn kind_name(kind: SettingKind) -> &'static str {
     }
 }
 
-fn version_row(r: &sqlx::sqlite::SqliteRow) -> SubjectVersion {
+fn version_row(r: &sqlx::any::AnyRow) -> SubjectVersion {
     SubjectVersion {
         subject: r.get(0),
         version: r.get::<i64, _>(1) as i32,
@@ -61,7 +61,7 @@ impl SchemaStore for SqlSchemaStore {
             // Insert-or-get in one statement; the unique key is the identity.
             sqlx::query(
                 "INSERT INTO registry_schemas (schema_type, canonical, schema, refs)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (canonical, refs) DO NOTHING",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(&schema.schema_type)
             .bind(&schema.canonical)

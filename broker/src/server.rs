@@ -31,14 +31,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let meta = MetaStore::connect(&config.metadata_url)
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
-    let segments =
-        Segments::open(&config.object_store_url, config.cache_bytes).with_context(|| {
-            format!(
-                "cannot open the object store at {}",
-                config.object_store_url
-            )
-        })?;
+    let store_config = object_store_config(&config);
+    let segments = if config.object_store_url.starts_with("file://") {
+        Segments::open(&config.object_store_url, config.cache_bytes)
+    } else {
+        Segments::open_store(&store_config, config.cache_bytes).await
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the object store at {} (check the bucket name, --s3-endpoint and the AWS_* credentials)",
+            config.object_store_url
+        )
+    })?;
     let cluster_id = meta.cluster_id().await?;
+    let cluster = crate::cluster::Cluster::join(
+        meta.clone(),
+        crate::cluster::LiveBroker {
+            id: config.broker_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+        },
+        config.broker_session_timeout,
+        config.broker_heartbeat_interval,
+    )
+    .await
+    .context("cannot register this broker in the metadata store")?;
+    let membership_stop = CancellationToken::new();
+    let membership = tokio::spawn(cluster.clone().run(membership_stop.clone()));
     let listener = TcpListener::bind(config.kafka_addr)
         .await
         .with_context(|| {
@@ -54,16 +73,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         meta.clone(),
         segments.clone(),
         commits_tx,
+        cluster.placement_changes(),
         flusher_stop.clone(),
     );
     let background = CancellationToken::new();
-    let groups = Coordinator::start(meta.clone(), config.group_initial_delay, background.clone())
-        .await
-        .context("cannot load consumer groups")?;
+    let groups = Coordinator::start(
+        meta.clone(),
+        cluster.clone(),
+        config.group_initial_delay,
+        background.clone(),
+    );
     let registry = sluice_schema_registry::Registry::new(Arc::new(
         crate::schema_store::SqlSchemaStore::new(meta.clone()),
     ));
-    let lake = open_lakehouse(&config, &meta).await?;
+    let lake = open_lakehouse(&config, &store_config, &meta).await?;
     let broker = Arc::new(Broker::new(Parts {
         lake: crate::read::LakeReader::new(lake.clone(), config.cache_bytes / 2),
         config: config.clone(),
@@ -74,6 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         validator: crate::validation::Validator::new(registry.clone()),
         cluster_id: cluster_id.clone(),
         commits: commits_rx,
+        cluster: cluster.clone(),
     }));
 
     crate::http::metrics_handle();
@@ -162,17 +186,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = http.await;
     let _ = registry_http.await;
     let _ = checkpoints.await;
+    // Leaving the cluster frees this broker's leases for the others at once.
+    membership_stop.cancel();
+    let _ = membership.await;
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())
 }
 
+/// The object store settings of `--object-store-url` and the `--s3-*` flags.
+pub fn object_store_config(config: &Config) -> sluice_lakehouse::storage::ObjectStoreConfig {
+    let endpoint = config.s3_endpoint.clone();
+    sluice_lakehouse::storage::ObjectStoreConfig {
+        allow_http: endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://")),
+        virtual_hosted_style: config.s3_path_style == Some(false),
+        endpoint,
+        region: config.s3_region.clone(),
+        ..sluice_lakehouse::storage::ObjectStoreConfig::new(&config.object_store_url)
+    }
+}
+
 /// The Iceberg catalog of topic tables, in the metadata database, with
-/// table files under `DATA_DIR/warehouse`.
+/// table files under `DATA_DIR/warehouse` (embedded) or under
+/// `warehouse/` of the object store.
 async fn open_lakehouse(
     config: &Config,
+    store: &sluice_lakehouse::storage::ObjectStoreConfig,
     meta: &MetaStore,
 ) -> anyhow::Result<Arc<sluice_lakehouse::Lakehouse>> {
+    if !config.object_store_url.starts_with("file://") {
+        let catalog = sluice_lakehouse::LakeCatalog::open(
+            meta.pool().clone(),
+            sluice_lakehouse::storage::object_file_io(store)?,
+            store.warehouse(),
+        )
+        .await
+        .context("cannot open the Iceberg catalog in the metadata store")?;
+        return Ok(Arc::new(sluice_lakehouse::Lakehouse::new(
+            catalog,
+            &config.table_namespace,
+        )?));
+    }
     let dir = config.data_dir.join("warehouse");
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the table directory {}", dir.display()))?;

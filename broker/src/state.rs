@@ -29,6 +29,8 @@ pub struct Broker {
     pub lake: crate::read::LakeReader,
     /// Field redaction by the reader's purpose, at fetch.
     pub redactor: crate::policy::Redactor,
+    /// The other brokers sharing the stores, and the leases this one holds.
+    pub cluster: Arc<crate::cluster::Cluster>,
     topics: RwLock<HashMap<String, Arc<TopicRecord>>>,
 }
 
@@ -100,6 +102,7 @@ pub struct Parts {
     pub cluster_id: String,
     pub commits: watch::Receiver<u64>,
     pub lake: crate::read::LakeReader,
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Broker {
@@ -119,6 +122,7 @@ impl Broker {
             cluster_id: p.cluster_id,
             commits: p.commits,
             lake: p.lake,
+            cluster: p.cluster,
             topics: RwLock::new(HashMap::new()),
         }
     }

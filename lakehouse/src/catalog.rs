@@ -21,7 +21,7 @@ use iceberg::{
     Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, TableCommit,
     TableCreation, TableIdent, TableRequirement, TableUpdate,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 /// Iceberg's table property for deleting old metadata files on commit.
 pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
@@ -29,50 +29,6 @@ pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enable
 /// The catalog name in `catalog_name` columns; engines opening the SQL
 /// catalog directly must use this name.
 pub const CATALOG_NAME: &str = "sluice";
-
-const SCHEMA_SQL: &str = "
-CREATE TABLE IF NOT EXISTS iceberg_tables (
-    catalog_name VARCHAR(255) NOT NULL,
-    table_namespace VARCHAR(255) NOT NULL,
-    table_name VARCHAR(255) NOT NULL,
-    metadata_location VARCHAR(1000),
-    previous_metadata_location VARCHAR(1000),
-    iceberg_type VARCHAR(5),
-    PRIMARY KEY (catalog_name, table_namespace, table_name)
-);
-CREATE TABLE IF NOT EXISTS iceberg_namespace_properties (
-    catalog_name VARCHAR(255) NOT NULL,
-    namespace VARCHAR(255) NOT NULL,
-    property_key VARCHAR(255) NOT NULL,
-    property_value VARCHAR(1000),
-    PRIMARY KEY (catalog_name, namespace, property_key)
-);
-CREATE TABLE IF NOT EXISTS lake_files (
-    table_namespace TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    first_offset INTEGER NOT NULL,
-    last_offset INTEGER NOT NULL,
-    file_path TEXT NOT NULL,
-    first_row INTEGER NOT NULL,
-    row_count INTEGER NOT NULL,
-    PRIMARY KEY (table_namespace, table_name, partition, first_offset)
-);
-CREATE TABLE IF NOT EXISTS lake_garbage (
-    table_namespace TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    file_path TEXT NOT NULL,
-    removed_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (table_namespace, table_name, file_path)
-);
-CREATE TABLE IF NOT EXISTS lake_progress (
-    table_namespace TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (table_namespace, table_name, partition)
-);
-";
 
 /// Offsets that one commit adds to a table: rows `first_row ..
 /// first_row + row_count` of `file_path` hold `partition`'s offsets
@@ -103,7 +59,7 @@ pub struct ArchiveIndex {
 
 #[derive(Clone)]
 pub struct LakeCatalog {
-    pool: SqlitePool,
+    pool: AnyPool,
     file_io: FileIO,
     warehouse: String,
 }
@@ -125,13 +81,11 @@ fn ns_key(ns: &NamespaceIdent) -> String {
 }
 
 impl LakeCatalog {
-    /// Opens the catalog in `pool`'s database (creating its tables when
-    /// missing). Table locations are `{warehouse}/{namespace}/{table}`.
-    pub async fn open(pool: SqlitePool, file_io: FileIO, warehouse: String) -> Result<LakeCatalog> {
-        sqlx::raw_sql(SCHEMA_SQL)
-            .execute(&pool)
-            .await
-            .map_err(sql_error)?;
+    /// Opens the catalog in `pool`'s database. Its tables are created by
+    /// the metadata store's versioned migrations (`broker/migrations`, one
+    /// set per database). Table locations are
+    /// `{warehouse}/{namespace}/{table}`.
+    pub async fn open(pool: AnyPool, file_io: FileIO, warehouse: String) -> Result<LakeCatalog> {
         Ok(LakeCatalog {
             pool,
             file_io,
@@ -147,7 +101,7 @@ impl LakeCatalog {
         &self.warehouse
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -333,8 +287,10 @@ impl LakeCatalog {
             .await
             .map_err(sql_error)?;
             sqlx::query(
-                "INSERT OR REPLACE INTO lake_garbage (table_namespace, table_name, file_path, removed_at_ms)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO lake_garbage (table_namespace, table_name, file_path, removed_at_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (table_namespace, table_name, file_path)
+                 DO UPDATE SET removed_at_ms = excluded.removed_at_ms",
             )
             .bind(&ns)
             .bind(ident.name())
@@ -479,7 +435,7 @@ impl LakeCatalog {
     }
 }
 
-fn range_from_row(r: &sqlx::sqlite::SqliteRow) -> FileRange {
+fn range_from_row(r: &sqlx::any::AnyRow) -> FileRange {
     FileRange {
         partition: r.get::<i64, _>(0) as i32,
         first_offset: r.get(1),
@@ -803,7 +759,12 @@ mod tests {
 
     async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
         let url = format!("sqlite://{}?mode=rwc", dir.join("meta.db").display());
-        let pool = SqlitePool::connect(&url).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(&url).await.unwrap();
+        sqlx::migrate!("../broker/migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
         let warehouse = format!("file://{}", dir.join("warehouse").display());
         let catalog = LakeCatalog::open(pool, crate::local_file_io(), warehouse)
             .await

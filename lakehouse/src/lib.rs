@@ -10,6 +10,8 @@
 //! - [`archived`]: records read back from the Parquet files for fetches.
 //! - [`maintenance`]: compaction and removal of files retention emptied.
 //! - [`sql`]: read-only SQL over the tables (DataFusion).
+//! - [`storage`]: Iceberg file IO over `object_store`, for tables in an S3
+//!   API store.
 
 pub mod archived;
 pub mod catalog;
@@ -18,11 +20,15 @@ pub mod maintenance;
 pub mod rest;
 pub mod rows;
 pub mod sql;
+pub mod storage;
 pub mod table;
 
 pub use archived::{ArchiveReader, ArchivedRecord};
 pub use catalog::{ArchiveIndex, CATALOG_NAME, FileRange, LakeCatalog};
 pub use rows::{KafkaRow, ValueFormat};
+pub use storage::{
+    ObjectStorage, ObjectStorageFactory, ObjectStoreConfig, ObjectStoreConfigError, object_file_io,
+};
 pub use table::{Lakehouse, TopicTable, table_name};
 
 /// The local-filesystem FileIO for embedded mode.

@@ -29,6 +29,7 @@ use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 
 pub mod gateway;
 pub mod orders;
+pub mod services;
 
 pub use gateway::Gateway;
 

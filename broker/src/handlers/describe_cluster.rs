@@ -1,4 +1,4 @@
-//! DescribeCluster: the brokers and the cluster id.
+//! DescribeCluster: the live brokers and the cluster id.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -12,13 +12,17 @@ pub async fn handle(
     _version: i16,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
-    let id = BrokerId(broker.config.broker_id);
     resp.cluster_id = str_bytes(broker.cluster_id.clone());
-    resp.controller_id = id;
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = id;
-    b.host = str_bytes(broker.config.advertised_host.clone());
-    b.port = broker.config.advertised_port;
-    resp.brokers.push(b);
+    let live = broker.cluster.live();
+    // No broker controls anything (all state is in the metadata store);
+    // tools want a controller, so the lowest live id is named.
+    resp.controller_id = BrokerId(live.first().map_or(broker.config.broker_id, |b| b.id));
+    for l in live.iter() {
+        let mut b = DescribeClusterBroker::default();
+        b.broker_id = BrokerId(l.id);
+        b.host = str_bytes(l.host.clone());
+        b.port = l.port;
+        resp.brokers.push(b);
+    }
     resp
 }

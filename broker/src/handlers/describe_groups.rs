@@ -1,5 +1,6 @@
 //! DescribeGroups: state, protocol and members with their assignments.
-//! An unknown group is described as `Dead` with no members, as Kafka does.
+//! An unknown group is described as `Dead` with no members, as Kafka does;
+//! a group another broker coordinates is answered NOT_COORDINATOR.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -13,10 +14,14 @@ pub async fn handle(
     version: i16,
 ) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
-    let offset_only = broker.groups.list().await;
     for id in req.groups {
         let mut d = DescribedGroup::default();
         d.group_id = id.clone();
+        if let Err(e) = broker.groups.claim(&id).await {
+            d.error_code = e.code();
+            resp.groups.push(d);
+            continue;
+        }
         match broker.groups.summary(&id).await {
             Some(s) => {
                 d.group_state = str_bytes(s.state.as_str());
@@ -38,9 +43,6 @@ pub async fn handle(
                         dm
                     })
                     .collect();
-            }
-            None if offset_only.iter().any(|g| g.group_id == id.as_str()) => {
-                d.group_state = str_bytes("Empty");
             }
             None => d.group_state = str_bytes("Dead"),
         }

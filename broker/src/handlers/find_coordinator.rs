@@ -1,10 +1,12 @@
-//! FindCoordinator: this broker coordinates every group (and, later,
-//! transactional id). v4+ asks for many keys at once.
+//! FindCoordinator: the broker holding the group's lease, or, while the
+//! lease is free, the broker that should take it (see [`crate::cluster`]).
+//! v4+ asks for many keys at once.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::str_bytes;
+use crate::cluster::GROUP_LEASE;
 use crate::state::Broker;
 
 pub async fn handle(
@@ -13,22 +15,21 @@ pub async fn handle(
     version: i16,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
-    let id = BrokerId(broker.config.broker_id);
-    let host = str_bytes(broker.config.advertised_host.clone());
-    let port = broker.config.advertised_port;
     if version >= 4 {
         for key in req.coordinator_keys {
+            let owner = broker.cluster.owner(GROUP_LEASE, key.as_str()).await;
             let mut c = Coordinator::default();
             c.key = key;
-            c.node_id = id;
-            c.host = host.clone();
-            c.port = port;
+            c.node_id = BrokerId(owner.id);
+            c.host = str_bytes(owner.host);
+            c.port = owner.port;
             resp.coordinators.push(c);
         }
     } else {
-        resp.node_id = id;
-        resp.host = host;
-        resp.port = port;
+        let owner = broker.cluster.owner(GROUP_LEASE, req.key.as_str()).await;
+        resp.node_id = BrokerId(owner.id);
+        resp.host = str_bytes(owner.host);
+        resp.port = owner.port;
     }
     resp
 }

@@ -1,4 +1,7 @@
-//! Metadata: brokers and topics. This broker leads every partition.
+//! Metadata: the live brokers and the topics. Each partition's leader is
+//! the broker rendezvous hashing picks for it (see [`crate::cluster`]);
+//! every live broker is listed as a replica in sync, since any of them can
+//! serve the partition from the shared stores.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -12,14 +15,19 @@ use crate::state::{Broker, validate_topic_name};
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    let id = BrokerId(broker.config.broker_id);
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = id;
-    b.host = str_bytes(broker.config.advertised_host.clone());
-    b.port = broker.config.advertised_port;
-    resp.brokers = vec![b];
+    let live = broker.cluster.live();
+    resp.brokers = live
+        .iter()
+        .map(|l| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(l.id);
+            b.host = str_bytes(l.host.clone());
+            b.port = l.port;
+            b
+        })
+        .collect();
     resp.cluster_id = Some(str_bytes(broker.cluster_id.clone()));
-    resp.controller_id = id;
+    resp.controller_id = BrokerId(live.first().map_or(broker.config.broker_id, |b| b.id));
 
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wanted = match req.topics {
@@ -31,7 +39,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     let allow_create = version < 4 || req.allow_auto_topic_creation;
     match wanted {
         None => match broker.meta.list_topics().await {
-            Ok(all) => resp.topics = all.iter().map(|t| topic_entry(t, id)).collect(),
+            Ok(all) => resp.topics = all.iter().map(|t| topic_entry(broker, t)).collect(),
             Err(e) => tracing::error!(error = %e, "cannot list topics"),
         },
         Some(list) => {
@@ -50,20 +58,14 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
                     },
                     (None, true) => continue,
                 };
-                resp.topics
-                    .push(lookup(broker, &name, allow_create, id).await);
+                resp.topics.push(lookup(broker, &name, allow_create).await);
             }
         }
     }
     resp
 }
 
-async fn lookup(
-    broker: &Broker,
-    name: &str,
-    allow_create: bool,
-    id: BrokerId,
-) -> MetadataResponseTopic {
+async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> MetadataResponseTopic {
     let error = |code: ResponseError| {
         let mut e = MetadataResponseTopic::default();
         e.name = Some(TopicName(str_bytes(name)));
@@ -74,24 +76,28 @@ async fn lookup(
         return error(ResponseError::InvalidTopicException);
     }
     match broker.topic_or_create(name, allow_create).await {
-        Ok(Some(t)) => topic_entry(&t, id),
+        Ok(Some(t)) => topic_entry(broker, &t),
         Ok(None) => error(ResponseError::UnknownTopicOrPartition),
         Err(e) => error(e.code),
     }
 }
 
-fn topic_entry(t: &TopicRecord, id: BrokerId) -> MetadataResponseTopic {
+fn topic_entry(broker: &Broker, t: &TopicRecord) -> MetadataResponseTopic {
+    let live = broker.cluster.live();
     let mut e = MetadataResponseTopic::default();
     e.name = Some(TopicName(str_bytes(t.name.clone())));
     e.topic_id = t.uuid;
     e.partitions = (0..t.partitions)
         .map(|p| {
             let mut mp = MetadataResponsePartition::default();
+            let leader = BrokerId(broker.cluster.leader(&t.name, p).id);
             mp.partition_index = p;
-            mp.leader_id = id;
+            mp.leader_id = leader;
             mp.leader_epoch = LEADER_EPOCH;
-            mp.replica_nodes = vec![id];
-            mp.isr_nodes = vec![id];
+            mp.replica_nodes = std::iter::once(leader)
+                .chain(live.iter().map(|b| BrokerId(b.id)).filter(|b| *b != leader))
+                .collect();
+            mp.isr_nodes = mp.replica_nodes.clone();
             mp
         })
         .collect();
