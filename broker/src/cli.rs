@@ -349,20 +349,50 @@ pub async fn topics(cmd: TopicsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Kafka addresses of every live broker, as Metadata lists them.
+async fn broker_addrs(bootstrap: &str) -> anyhow::Result<Vec<String>> {
+    let mut c = Client::connect(bootstrap).await?;
+    let mut req = m::MetadataRequest::default();
+    req.topics = Some(Vec::new());
+    let md = c.send(&req, 9).await?;
+    Ok(md
+        .brokers
+        .iter()
+        .map(|b| format!("{}:{}", b.host, b.port))
+        .collect())
+}
+
+/// A connection to the broker coordinating `group`.
+async fn coordinator(bootstrap: &str, group: &str) -> anyhow::Result<Client> {
+    let mut c = Client::connect(bootstrap).await?;
+    let mut req = m::FindCoordinatorRequest::default();
+    req.key = s(group.to_string());
+    let resp = c.send(&req, 3).await?;
+    check(
+        resp.error_code,
+        resp.error_message.as_ref(),
+        &format!("find the coordinator of '{group}'"),
+    )?;
+    Client::connect(&format!("{}:{}", resp.host, resp.port)).await
+}
+
 pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
     match cmd {
         GroupsCmd::List(target) => {
-            let mut c = Client::connect(&target.bootstrap).await?;
-            let resp = c.send(&m::ListGroupsRequest::default(), 4).await?;
-            check(resp.error_code, None, "list groups")?;
-            let ids: Vec<GroupId> = resp.groups.iter().map(|g| g.group_id.clone()).collect();
-            let mut dreq = m::DescribeGroupsRequest::default();
-            dreq.groups = ids;
-            let desc = c.send(&dreq, 4).await?;
-            let rows: Vec<Vec<String>> = desc
-                .groups
-                .iter()
-                .map(|g| {
+            // Each broker lists the groups it coordinates.
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for addr in broker_addrs(&target.bootstrap).await? {
+                let mut c = Client::connect(&addr).await?;
+                let resp = c.send(&m::ListGroupsRequest::default(), 4).await?;
+                check(resp.error_code, None, "list groups")?;
+                let ids: Vec<GroupId> = resp.groups.iter().map(|g| g.group_id.clone()).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let mut dreq = m::DescribeGroupsRequest::default();
+                dreq.groups = ids;
+                let desc = c.send(&dreq, 4).await?;
+                rows.extend(desc.groups.iter().map(|g| {
                     vec![
                         g.group_id.to_string(),
                         g.group_state.to_string(),
@@ -370,15 +400,16 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
                         g.protocol_data.to_string(),
                         g.members.len().to_string(),
                     ]
-                })
-                .collect();
+                }));
+            }
+            rows.sort();
             out(&table(
                 &["GROUP", "STATE", "TYPE", "ASSIGNOR", "MEMBERS"],
                 &rows,
             ));
         }
         GroupsCmd::Describe { group, target } => {
-            let mut c = Client::connect(&target.bootstrap).await?;
+            let mut c = coordinator(&target.bootstrap, &group).await?;
             let mut dreq = m::DescribeGroupsRequest::default();
             dreq.groups = vec![GroupId(s(group.clone()))];
             let desc = c.send(&dreq, 4).await?;

@@ -941,10 +941,18 @@ impl Coordinator {
         }
         let mut out = Vec::new();
         for id in ids {
-            if let Some(s) = self.summary(&id).await
-                && s.state != GroupState::Dead
-            {
-                out.push(s);
+            match self.summary(&id).await {
+                Some(s) if s.state == GroupState::Dead => {}
+                Some(s) => out.push(s),
+                // Committed offsets only.
+                None => out.push(GroupSummary {
+                    group_id: id,
+                    state: GroupState::Empty,
+                    protocol_type: String::new(),
+                    protocol: String::new(),
+                    generation: 0,
+                    members: Vec::new(),
+                }),
             }
         }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));

@@ -563,7 +563,7 @@ impl MetaStore {
     pub async fn allocate_producer_id(&self) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO cluster (key, value) VALUES ('next_producer_id', '1')
-             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)
+             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(cluster.value AS BIGINT) + 1 AS TEXT)
              RETURNING value",
         )
         .fetch_one(&self.pool)

@@ -113,6 +113,8 @@ pub struct Broker {
     dir: tempfile::TempDir,
     bin: PathBuf,
     extra_args: Vec<String>,
+    /// Environment variables set for the broker process.
+    env: Vec<(String, String)>,
     kafka_port: u16,
     registry_port: u16,
     http_port: u16,
@@ -141,6 +143,19 @@ impl Broker {
 
     /// Starts the given broker binary with extra `sluice serve` arguments.
     pub fn try_start_bin(bin: PathBuf, args: &[&str]) -> anyhow::Result<Broker> {
+        Broker::try_start_bin_env(bin, args, &[])
+    }
+
+    /// Starts a broker with extra arguments and environment variables.
+    pub fn try_start_env(args: &[&str], env: &[(String, String)]) -> anyhow::Result<Broker> {
+        Broker::try_start_bin_env(sluice_bin()?, args, env)
+    }
+
+    fn try_start_bin_env(
+        bin: PathBuf,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Broker> {
         let dir = tempfile::Builder::new()
             .prefix("sluice-test-")
             .tempdir()
@@ -149,6 +164,7 @@ impl Broker {
             dir,
             bin,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             kafka_port: free_port(),
             registry_port: free_port(),
             http_port: free_port(),
@@ -308,6 +324,7 @@ impl Broker {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("NO_COLOR", "1")
             .arg("serve")
             .arg("--data-dir")

@@ -44,7 +44,14 @@ pub async fn handle(
                     })
                     .collect();
             }
-            None => d.group_state = str_bytes("Dead"),
+            None => {
+                let offsets_only = broker
+                    .meta
+                    .group_ids()
+                    .await
+                    .is_ok_and(|ids| ids.iter().any(|g| g == id.as_str()));
+                d.group_state = str_bytes(if offsets_only { "Empty" } else { "Dead" });
+            }
         }
         resp.groups.push(d);
     }

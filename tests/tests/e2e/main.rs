@@ -4,6 +4,7 @@
 
 mod admin;
 mod bad_input;
+mod cluster;
 mod common;
 mod dead_letters;
 mod durability;
