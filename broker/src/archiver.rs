@@ -255,6 +255,7 @@ async fn archive_topic(
     let mut next_offsets = Vec::new();
     let mut full = false;
     let mut loaded = 0usize;
+    let mut lag = 0i64;
     for partition in 0..topic.partitions {
         let Some(offsets) = broker.meta.partition_offsets(topic.id, partition).await? else {
             continue;
@@ -267,6 +268,7 @@ async fn archive_topic(
         if from >= offsets.next_offset {
             continue;
         }
+        lag += offsets.next_offset - from;
         let locs = broker
             .meta
             .batches_from(topic.id, partition, from, BATCHES_PER_ROUND)
@@ -303,6 +305,8 @@ async fn archive_topic(
             next_offsets.push((partition, next));
         }
     }
+    // Offsets stored but not yet in the table, as this round began.
+    metrics::gauge!("sluice_archiver_lag_records", "topic" => topic.name.clone()).set(lag as f64);
     if next_offsets.is_empty() {
         tables.insert(topic.name.clone(), table);
         return Ok(false);
@@ -342,6 +346,12 @@ async fn archive_topic(
         broker.meta.mark_archived(topic.id, partition, next).await?;
     }
     metrics::counter!("sluice_archived_records_total").increment(count as u64);
+    // Freshness: how long the oldest record of the commit (by its
+    // timestamp) waited to become queryable.
+    if let Some(oldest) = rows.iter().map(|r| r.timestamp_ms).min() {
+        let waited = (crate::meta::unix_ms() - oldest).max(0);
+        metrics::histogram!("sluice_archiver_freshness_seconds").record(waited as f64 / 1000.0);
+    }
     let cutoff = crate::meta::unix_ms() - SNAPSHOT_MAX_AGE.as_millis() as i64;
     let total = table.table.metadata().snapshots().len();
     let aged = table

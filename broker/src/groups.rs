@@ -192,6 +192,8 @@ pub struct CommitAuth {
 pub struct Coordinator {
     meta: MetaStore,
     cluster: Arc<Cluster>,
+    /// Held while a group's lease is taken and its state loaded.
+    claiming: Mutex<()>,
     groups: StdMutex<HashMap<String, Arc<Mutex<Group>>>>,
     initial_delay: Duration,
     /// Groups that have committed offsets but no member metadata.
@@ -246,6 +248,7 @@ impl Coordinator {
         let c = Arc::new(Coordinator {
             meta,
             cluster,
+            claiming: Mutex::new(()),
             groups: StdMutex::new(HashMap::new()),
             initial_delay,
             shutdown,
@@ -259,6 +262,13 @@ impl Coordinator {
     /// lease, or takes it while it is free and loads the group's stored
     /// state. NOT_COORDINATOR when another live broker holds it.
     pub async fn claim(&self, group_id: &str) -> Result<(), ResponseError> {
+        if self.cluster.holds(GROUP_LEASE, group_id) {
+            return Ok(());
+        }
+        // Requests of one group's members arrive together on many
+        // connections: one of them takes the lease and loads the group,
+        // the others find it held once they get the lock.
+        let _claiming = self.claiming.lock().await;
         if self.cluster.holds(GROUP_LEASE, group_id) {
             return Ok(());
         }
@@ -280,17 +290,20 @@ impl Coordinator {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
         };
-        let g = match stored {
-            Some(stored) => restored_group(stored),
-            None => new_group(group_id),
-        };
-        tracing::info!(
-            group = group_id,
-            generation = g.generation,
-            "now coordinating group"
-        );
+        tracing::info!(group = group_id, "now coordinating group");
         if let Ok(mut map) = self.groups.lock() {
-            map.insert(group_id.to_string(), Arc::new(Mutex::new(g)));
+            match stored {
+                Some(stored) => {
+                    map.insert(
+                        group_id.to_string(),
+                        Arc::new(Mutex::new(restored_group(stored))),
+                    );
+                }
+                // Created by its first join or commit, as before any lease.
+                None => {
+                    map.remove(group_id);
+                }
+            }
         }
         Ok(())
     }

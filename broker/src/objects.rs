@@ -28,6 +28,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+fn segment_store_error() {
+    metrics::counter!("sluice_object_store_errors_total", "data" => "segment").increment(1);
+}
+
 /// How long startup waits for the object store to answer its first request.
 const STARTUP_PROBE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -161,7 +165,8 @@ impl Segments {
     /// Stores a segment durably (against process crashes) and caches it.
     pub async fn put(&self, data: Bytes) -> Result<SegmentLoc, ObjectError> {
         let size = data.len() as u64;
-        metrics::counter!("sluice_object_store_requests_total", "op" => "put").increment(1);
+        metrics::counter!("sluice_object_store_requests_total", "op" => "put", "data" => "segment")
+            .increment(1);
         let loc = match &*self.backend {
             Backend::Remote(store) => {
                 let key = format!("segments/{}.seg", uuid::Uuid::new_v4().simple());
@@ -170,7 +175,8 @@ impl Segments {
                         &Path::from(key.as_str()),
                         PutPayload::from_bytes(data.clone()),
                     )
-                    .await?;
+                    .await
+                    .inspect_err(|_| segment_store_error())?;
                 SegmentLoc { key, base: 0, size }
             }
             Backend::Local {
@@ -207,12 +213,13 @@ impl Segments {
         let l = loc.clone();
         self.cache
             .try_get_with(loc.clone(), async move {
-                metrics::counter!("sluice_object_store_requests_total", "op" => "get").increment(1);
+                metrics::counter!("sluice_object_store_requests_total", "op" => "get", "data" => "segment").increment(1);
                 let bytes = match &*backend {
                     Backend::Remote(store) => {
                         store
                             .get_range(&Path::from(l.key.as_str()), l.base..l.base + l.size)
-                            .await?
+                            .await
+                            .inspect_err(|_| segment_store_error())?
                     }
                     Backend::Local { dir, .. } => {
                         let path = dir.join(&l.key);

@@ -397,6 +397,7 @@ impl ObjectStorage {
             location: location.to_string(),
             part_size: self.part_size,
             state: WriteState::Buffered(PutPayloadMut::new()),
+            written: 0,
         })
     }
 }
@@ -433,7 +434,17 @@ fn relative_path(root: &Root, location: &str) -> Result<Path> {
     })
 }
 
+/// Counts one request to the store (the broker's `/metrics` shows them as
+/// `sluice_object_store_requests_total`, beside those of the segments).
+fn request(op: &'static str) {
+    metrics::counter!("sluice_object_store_requests_total", "op" => op, "data" => "table")
+        .increment(1);
+}
+
 fn store_error(action: &str, location: &str, e: object_store::Error) -> Error {
+    if !is_not_found(&e) {
+        metrics::counter!("sluice_object_store_errors_total", "data" => "table").increment(1);
+    }
     Error::new(ErrorKind::Unexpected, format!("cannot {action} {location}")).with_source(e)
 }
 
@@ -445,6 +456,7 @@ fn is_not_found(e: &object_store::Error) -> bool {
 #[typetag::serde]
 impl Storage for ObjectStorage {
     async fn exists(&self, location: &str) -> Result<bool> {
+        request("head");
         match self.store.head(&self.path(location)?).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
@@ -453,6 +465,7 @@ impl Storage for ObjectStorage {
     }
 
     async fn metadata(&self, location: &str) -> Result<FileMetadata> {
+        request("head");
         let meta = self
             .store
             .head(&self.path(location)?)
@@ -463,6 +476,7 @@ impl Storage for ObjectStorage {
 
     async fn read(&self, location: &str) -> Result<Bytes> {
         let path = self.path(location)?;
+        request("get");
         let read = async { self.store.get(&path).await?.bytes().await };
         read.await.map_err(|e| store_error("read", location, e))
     }
@@ -486,6 +500,7 @@ impl Storage for ObjectStorage {
     }
 
     async fn delete(&self, location: &str) -> Result<()> {
+        request("delete");
         match self.store.delete(&self.path(location)?).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -501,6 +516,7 @@ impl Storage for ObjectStorage {
                 format!("refusing to delete everything in the object store at {location}"),
             ));
         }
+        request("list");
         // Listing is by whole segments: `ns/t` covers `ns/t/x`, not `ns/t2`.
         let objects = self
             .store
@@ -528,6 +544,7 @@ impl Storage for ObjectStorage {
                 })
             })
             .boxed();
+        request("delete");
         // Batched by the store (S3 deletes up to 1000 keys per request).
         let mut deleted = self.store.delete_stream(paths);
         while let Some(result) = deleted.next().await {
@@ -572,6 +589,7 @@ impl FileRead for ObjectFileRead {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        request("get");
         self.store
             .get_range(&self.path, range.clone())
             .await
@@ -601,6 +619,8 @@ struct ObjectFileWrite {
     location: String,
     part_size: usize,
     state: WriteState,
+    /// Bytes written, to count the parts a multipart upload sends.
+    written: u64,
 }
 
 enum WriteState {
@@ -633,6 +653,7 @@ async fn abort_upload(upload: WriteMultipart, location: &str) {
 #[async_trait]
 impl FileWrite for ObjectFileWrite {
     async fn write(&mut self, bs: Bytes) -> Result<()> {
+        self.written += bs.len() as u64;
         // A failure below leaves the state `Done`.
         self.state = match std::mem::replace(&mut self.state, WriteState::Done) {
             WriteState::Done => return Err(self.done_error()),
@@ -671,13 +692,19 @@ impl FileWrite for ObjectFileWrite {
     async fn close(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.state, WriteState::Done) {
             WriteState::Done => Err(self.done_error()),
-            WriteState::Buffered(buffer) => self
-                .store
-                .put(&self.path, buffer.freeze())
-                .await
-                .map(drop)
-                .map_err(|e| store_error("write", &self.location, e)),
+            WriteState::Buffered(buffer) => {
+                request("put");
+                self.store
+                    .put(&self.path, buffer.freeze())
+                    .await
+                    .map(drop)
+                    .map_err(|e| store_error("write", &self.location, e))
+            }
             WriteState::Multipart(mut parts) => {
+                // Create, one request per part, complete.
+                let part_count = self.written.div_ceil(self.part_size as u64);
+                metrics::counter!("sluice_object_store_requests_total", "op" => "put", "data" => "table")
+                    .increment(part_count + 2);
                 // Wait for the parts in flight first: `finish` does not abort
                 // the upload when one of them failed.
                 if let Err(e) = parts.wait_for_capacity(0).await {
