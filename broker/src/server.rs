@@ -58,14 +58,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("cannot register this broker in the metadata store")?;
     let membership_stop = CancellationToken::new();
     let membership = tokio::spawn(cluster.clone().run(membership_stop.clone()));
-    let listener = TcpListener::bind(config.kafka_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another broker running? choose another with --kafka-addr)",
-                config.kafka_addr
-            )
-        })?;
 
     let flusher_stop = CancellationToken::new();
     let (commits_tx, commits_rx) = watch::channel(0u64);
@@ -118,6 +110,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         http_stop.clone(),
     )
     .await?;
+    // The Kafka listener opens last: a client that can connect finds the
+    // registry and HTTP APIs up too.
+    let listener = TcpListener::bind(config.kafka_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another broker running? choose another with --kafka-addr)",
+                config.kafka_addr
+            )
+        })?;
     let upkeep = tokio::spawn(crate::http::metrics_upkeep(background.clone()));
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
     let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));

@@ -151,7 +151,7 @@ impl Broker {
         Broker::try_start_bin_env(sluice_bin()?, args, env)
     }
 
-    fn try_start_bin_env(
+    pub fn try_start_bin_env(
         bin: PathBuf,
         args: &[&str],
         env: &[(String, String)],

@@ -8,7 +8,7 @@
 //! Throughput: `sluice-bench --records 1000000`
 //! Latency at a fixed offered load: `sluice-bench --rate 20 --duration-secs 60`
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_tests::services::{Postgres, S3Server};
 use sluice_tests::{Broker, Rng, block_on, orders, sluice_bin};
 
 const MB: f64 = 1_000_000.0;
@@ -46,6 +47,17 @@ struct Args {
     /// Broker binary for embedded mode (default: `sluice` next to this executable).
     #[arg(long)]
     sluice_bin: Option<PathBuf>,
+
+    /// Run the embedded brokers on a private PostgreSQL (metadata) and a
+    /// private S3 API server (moto), both on 127.0.0.1, instead of SQLite
+    /// and local files; reports object-store requests per MB produced.
+    #[arg(long)]
+    shared_stores: bool,
+
+    /// Embedded brokers to start (more than one needs --shared-stores);
+    /// the producer bootstraps from all of them.
+    #[arg(long, default_value_t = 1)]
+    brokers: u32,
 
     /// Extra arguments passed to `sluice serve` in embedded mode.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
@@ -229,10 +241,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.partitions < 1 {
         bail!("--partitions must be at least 1");
     }
-    let mut embedded = None;
+    let mut embedded: Vec<Broker> = Vec::new();
     let mut registry = args.registry.clone();
     let mut http = args.http.clone();
     let mut data_dir = None;
+    let mut metrics_addrs: Vec<String> = Vec::new();
+    // The private servers of --shared-stores, stopped when dropped.
+    let mut stores = None;
     let bootstrap = match &args.broker {
         Some(addr) => addr.clone(),
         None => {
@@ -249,15 +264,43 @@ fn run(args: Args) -> anyhow::Result<()> {
                 serve_args.push("--policy-file".into());
                 serve_args.push(path.display().to_string());
             }
-            let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-            eprintln!("starting embedded broker {}", bin.display());
-            let broker = Broker::try_start_bin(bin, &serve_args)?;
-            let addr = broker.bootstrap();
-            registry.get_or_insert_with(|| broker.registry_addr());
-            http.get_or_insert_with(|| broker.http_addr());
-            data_dir = Some(broker.data_dir());
-            embedded = Some(broker);
-            addr
+            if args.brokers > 1 && !args.shared_stores {
+                bail!("--brokers {} needs --shared-stores", args.brokers);
+            }
+            let mut env = Vec::new();
+            if args.shared_stores {
+                eprintln!("starting PostgreSQL and an S3 API server on 127.0.0.1");
+                let pg = Postgres::start()?;
+                let s3 = S3Server::start()?;
+                s3.create_bucket("sluice-bench")?;
+                serve_args.extend([
+                    "--metadata-url".to_string(),
+                    pg.create_database("sluice")?,
+                    "--object-store-url".into(),
+                    "s3://sluice-bench/data".into(),
+                    "--s3-endpoint".into(),
+                    s3.endpoint(),
+                ]);
+                env = s3.env();
+                stores = Some((pg, s3));
+            }
+            let mut addrs = Vec::new();
+            for id in 1..=args.brokers {
+                let mut broker_args = serve_args.clone();
+                broker_args.extend(["--broker-id".to_string(), id.to_string()]);
+                let broker_args: Vec<&str> = broker_args.iter().map(String::as_str).collect();
+                eprintln!("starting embedded broker {id} ({})", bin.display());
+                let broker = Broker::try_start_bin_env(bin.clone(), &broker_args, &env)?;
+                addrs.push(broker.bootstrap());
+                registry.get_or_insert_with(|| broker.registry_addr());
+                http.get_or_insert_with(|| broker.http_addr());
+                metrics_addrs.push(broker.http_addr());
+                if !args.shared_stores {
+                    data_dir = Some(broker.data_dir());
+                }
+                embedded.push(broker);
+            }
+            addrs.join(",")
         }
     };
 
@@ -267,9 +310,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         registry.as_deref(),
         http.as_deref(),
         data_dir.as_deref(),
+        &metrics_addrs,
     );
 
-    if let Some(mut broker) = embedded {
+    for mut broker in embedded {
         eprintln!("stopping embedded broker");
         let status = broker.terminate();
         if !status.success() {
@@ -279,6 +323,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("--- broker log tail ---\n{}", broker.log_tail(50));
         }
     }
+    drop(stores);
     result
 }
 
@@ -288,6 +333,7 @@ fn bench(
     registry: Option<&str>,
     http: Option<&str>,
     data_dir: Option<&Path>,
+    metrics_addrs: &[String],
 ) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| {
         format!(
@@ -437,6 +483,9 @@ fn bench(
     }
     if args.freshness {
         report_freshness(&produced, &snapshots, data_dir)?;
+    }
+    if args.shared_stores {
+        report_object_store(metrics_addrs, produced.bytes)?;
     }
 
     if !args.no_consume {
@@ -783,6 +832,58 @@ fn watch_table(
         thread::sleep(Duration::from_millis(20));
     }
     Ok(out)
+}
+
+/// Object-store requests the brokers made (segments and table files),
+/// per MB of record values produced, once the archiver has caught up.
+fn report_object_store(metrics_addrs: &[String], produced_bytes: u64) -> anyhow::Result<()> {
+    // Let the last table commits land (a few commit intervals).
+    thread::sleep(Duration::from_secs(5));
+    let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
+    for addr in metrics_addrs {
+        let text = http_get(addr, "/metrics")?;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("sluice_object_store_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            let kind = format!("{} {}", label("data"), label("op"));
+            *by_kind.entry(kind).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    let total: f64 = by_kind.values().sum();
+    let mb = produced_bytes as f64 / MB;
+    println!();
+    println!("object store");
+    println!(
+        "  {total:.0} requests for {mb:.1} MB produced: {:.2} requests/MB",
+        total / mb.max(f64::MIN_POSITIVE)
+    );
+    let parts: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+    println!("  {}", parts.join(", "));
+    Ok(())
+}
+
+/// A plain HTTP/1.0 GET of `path` on `addr`.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(body))
 }
 
 fn report_freshness(

@@ -318,7 +318,7 @@ fn a_killed_broker_loses_nothing_and_its_work_moves() {
                 {
                     n += 1;
                 }
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     thread::sleep(Duration::from_millis(10));
                 }
             }
