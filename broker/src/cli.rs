@@ -231,6 +231,8 @@ pub async fn topics(cmd: TopicsCmd) -> anyhow::Result<()> {
             let mut r = m::describe_configs_request::DescribeConfigsResource::default();
             r.resource_type = 2;
             r.resource_name = s(name.clone());
+            // All keys (the default is an empty list, which asks for none).
+            r.configuration_keys = None;
             dreq.resources.push(r);
             let cfg = c.send(&dreq, 1).await?;
             if let Some(res) = cfg.results.first() {

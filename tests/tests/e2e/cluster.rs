@@ -18,18 +18,18 @@ use crate::common::{SAFE_PRODUCER, read_all};
 use crate::lakehouse::sluice_cli;
 use crate::raw;
 
-const BUCKET: &str = "sluice-test";
+pub(crate) const BUCKET: &str = "sluice-test";
 
 /// A PostgreSQL database and an S3 bucket that brokers share.
-struct SharedStores {
+pub(crate) struct SharedStores {
     /// Held so the server runs as long as the brokers.
     _pg: Postgres,
-    s3: S3Server,
+    pub(crate) s3: S3Server,
     db_url: String,
 }
 
 impl SharedStores {
-    fn start() -> SharedStores {
+    pub(crate) fn start() -> SharedStores {
         let pg = Postgres::start().expect("start PostgreSQL");
         let s3 = S3Server::start().expect("start the S3 server");
         s3.create_bucket(BUCKET).expect("create bucket");
@@ -41,7 +41,7 @@ impl SharedStores {
         }
     }
 
-    fn broker(&self, id: i32) -> Broker {
+    pub(crate) fn broker(&self, id: i32) -> Broker {
         let id = id.to_string();
         let endpoint = self.s3.endpoint();
         let args = [

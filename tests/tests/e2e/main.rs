@@ -21,3 +21,4 @@ mod python;
 mod raw;
 mod registry;
 mod retention;
+mod storage;
