@@ -133,9 +133,11 @@ impl Segments {
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         };
-        let probe = Path::from("segments/.probe");
-        match tokio::time::timeout(STARTUP_PROBE, store.head(&probe)).await {
-            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+        // A listing, not a HEAD: S3 answers a HEAD in a missing bucket with
+        // the same 404 as a missing key.
+        let probe = Path::from("segments");
+        match tokio::time::timeout(STARTUP_PROBE, store.list_with_delimiter(Some(&probe))).await {
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(ObjectError::Store(e)),
             Err(_) => {
                 return Err(ObjectError::Config(format!(

@@ -40,6 +40,18 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout for a single client operation (metadata, admin, ...).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Opens a server's log file for appending and marks where this start
+/// begins (`banner`), so a restarted server's output stays in one file.
+pub fn open_log(path: &std::path::Path, banner: &str) -> anyhow::Result<std::fs::File> {
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
+    writeln!(log, "===== {banner} =====")?;
+    Ok(log)
+}
+
 /// Locates the `sluice` binary.
 ///
 /// `SLUICE_BIN` wins if set. Otherwise the directories above the current
@@ -311,12 +323,7 @@ impl Broker {
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("open broker log")?;
-        writeln!(log, "===== sluice start #{} =====", self.starts)?;
+        let log = open_log(&self.log_path(), &format!("sluice start #{}", self.starts))?;
         let mut cmd = Command::new(&self.bin);
         for (k, _) in std::env::vars_os() {
             // SLUICE_LOG passes through so a failing test can be rerun with more logging.

@@ -12,7 +12,6 @@
 //! Debian package creates, through `setpriv`, which execs the program in
 //! place so the child's pid is the server's own.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -177,12 +176,10 @@ impl Postgres {
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("open postgres log")?;
-        writeln!(log, "===== postgres start #{} =====", self.starts)?;
+        let log = crate::open_log(
+            &self.log_path(),
+            &format!("postgres start #{}", self.starts),
+        )?;
         let mut cmd = self.server_command("postgres");
         cmd.arg("-D")
             .arg(self.data_dir())
@@ -381,12 +378,7 @@ impl S3Server {
     }
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("open moto log")?;
-        writeln!(log, "===== moto on port {} =====", self.port)?;
+        let log = crate::open_log(&self.log_path(), &format!("moto on port {}", self.port))?;
         let mut cmd = match std::env::var_os("SLUICE_TEST_MOTO") {
             Some(moto) => Command::new(moto),
             None => {

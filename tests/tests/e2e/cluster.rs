@@ -377,33 +377,7 @@ fn a_killed_broker_loses_nothing_and_its_work_moves() {
     // once, acknowledged ones included.
     let (lo, hi): (Vec<i64>, Vec<i64>) = (0..6).map(|p| brokers[0].watermarks(&topic, p)).unzip();
     let stored: i64 = hi.iter().sum::<i64>() - lo.iter().sum::<i64>();
-    let table = sluice_lakehouse_table(&topic);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let out = sluice_cli(&[
-            "sql",
-            &format!(
-                "SELECT count(*) AS n, count(DISTINCT kafka_partition * 1000000 + kafka_offset) AS d FROM {table}"
-            ),
-            "--http",
-            &brokers[1].http_addr(),
-        ]);
-        let row: Vec<i64> = out
-            .lines()
-            .nth(1)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        if row == [stored, stored] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "table shows {out} of {stored} records"
-        );
-        thread::sleep(Duration::from_millis(500));
-    }
+    crate::storage::wait_for_table_rows(&brokers[1], &topic, stored);
 }
 
 /// (error code, base offset) of a one-partition Produce v3 response.
@@ -417,7 +391,41 @@ fn produce_result(f: &[u8], correlation_id: i32) -> (i16, i64) {
     (c.i16(), c.i64())
 }
 
-/// The SQL name of a topic's table.
-fn sluice_lakehouse_table(topic: &str) -> String {
-    topic.replace(['.', '-'], "_")
+#[test]
+fn unreachable_stores_stop_startup_with_a_clear_error() {
+    let s3 = S3Server::start().expect("start the S3 server");
+    let endpoint = s3.endpoint();
+    let closed = format!("127.0.0.1:{}", sluice_tests::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("m.db").display());
+    let cases = [
+        (
+            // Nothing listens there.
+            vec![
+                "--metadata-url".to_string(),
+                format!("postgres://sluice@{closed}/sluice"),
+            ],
+            "cannot open the metadata store",
+        ),
+        (
+            // The server answers, the bucket does not exist.
+            vec![
+                "--metadata-url".to_string(),
+                sqlite,
+                "--object-store-url".into(),
+                "s3://no-such-bucket/x".into(),
+                "--s3-endpoint".into(),
+                endpoint,
+            ],
+            "cannot open the object store at s3://no-such-bucket/x",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = match Broker::try_start_env(&args, &s3.env()) {
+            Ok(_) => panic!("a broker started with {args:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(expected), "{args:?}:\n{err}");
+    }
 }

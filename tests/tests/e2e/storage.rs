@@ -109,13 +109,15 @@ fn storage_scenario(broker: &mut Broker) {
 }
 
 /// Waits until the topic's table holds `n` rows, each offset once.
-fn wait_for_table_rows(broker: &Broker, topic: &str, n: i64) {
+pub(crate) fn wait_for_table_rows(broker: &Broker, topic: &str, n: i64) {
+    // The table's SQL name (as the lakehouse names it).
+    let table = topic.replace(['.', '-'], "_");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = sluice_cli(&[
             "sql",
             &format!(
-                "SELECT count(*) AS n, count(DISTINCT kafka_partition * 1000000 + kafka_offset) AS d FROM {topic}"
+                "SELECT count(*) AS n, count(DISTINCT kafka_partition * 1000000 + kafka_offset) AS d FROM {table}"
             ),
             "--http",
             &broker.http_addr(),
