@@ -31,8 +31,14 @@ pub struct Broker {
     pub redactor: crate::policy::Redactor,
     /// The other brokers sharing the stores, and the leases this one holds.
     pub cluster: Arc<crate::cluster::Cluster>,
-    topics: RwLock<HashMap<String, Arc<TopicRecord>>>,
+    /// Topics by name, with when they were read from the metadata store.
+    topics: RwLock<HashMap<String, (Arc<TopicRecord>, std::time::Instant)>>,
 }
+
+/// With other brokers sharing the store, a cached topic is read again
+/// after this long, so topics they create, delete, grow or reconfigure are
+/// seen here within it.
+const SHARED_TOPIC_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A handler-level error: a Kafka error code and a message for the client.
 #[derive(Debug, Clone)]
@@ -138,13 +144,17 @@ impl Broker {
 
     fn cached(&self, name: &str) -> Option<Arc<TopicRecord>> {
         // std RwLock: held only for a map lookup, never across an await.
-        self.topics.read().ok()?.get(name).cloned()
+        let (topic, read_at) = self.topics.read().ok()?.get(name).cloned()?;
+        if read_at.elapsed() > SHARED_TOPIC_CACHE && self.cluster.live().len() > 1 {
+            return None;
+        }
+        Some(topic)
     }
 
     fn remember(&self, t: TopicRecord) -> Arc<TopicRecord> {
         let t = Arc::new(t);
         if let Ok(mut map) = self.topics.write() {
-            map.insert(t.name.clone(), t.clone());
+            map.insert(t.name.clone(), (t.clone(), std::time::Instant::now()));
         }
         t
     }

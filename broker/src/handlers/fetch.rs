@@ -48,12 +48,23 @@ pub async fn handle(
                 .record(started.elapsed().as_secs_f64());
             return resp;
         }
+        // Appends through this broker wake the wait at once; those through
+        // other brokers sharing the store are seen by looking again.
+        let look_again = if broker.cluster.live().len() > 1 {
+            deadline.min(Instant::now() + CROSS_BROKER_POLL)
+        } else {
+            deadline
+        };
         tokio::select! {
             changed = commits.changed() => if changed.is_err() { return resp },
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(look_again) => {}
         }
     }
 }
+
+/// How often a long-polling fetch looks for records appended through other
+/// brokers.
+const CROSS_BROKER_POLL: Duration = Duration::from_millis(100);
 
 /// A partition's answer before anything is known of it.
 fn unknown_partition(index: i32) -> PartitionData {
