@@ -194,6 +194,8 @@ pub struct Coordinator {
     cluster: Arc<Cluster>,
     /// Held while a group's lease is taken and its state loaded.
     claiming: Mutex<()>,
+    /// Groups whose state was loaded under the current lease.
+    loaded: StdMutex<HashSet<String>>,
     groups: StdMutex<HashMap<String, Arc<Mutex<Group>>>>,
     initial_delay: Duration,
     /// Groups that have committed offsets but no member metadata.
@@ -249,6 +251,7 @@ impl Coordinator {
             meta,
             cluster,
             claiming: Mutex::new(()),
+            loaded: StdMutex::new(HashSet::new()),
             groups: StdMutex::new(HashMap::new()),
             initial_delay,
             shutdown,
@@ -262,14 +265,14 @@ impl Coordinator {
     /// lease, or takes it while it is free and loads the group's stored
     /// state. NOT_COORDINATOR when another live broker holds it.
     pub async fn claim(&self, group_id: &str) -> Result<(), ResponseError> {
-        if self.cluster.holds(GROUP_LEASE, group_id) {
+        if self.claimed(group_id) {
             return Ok(());
         }
         // Requests of one group's members arrive together on many
         // connections: one of them takes the lease and loads the group,
-        // the others find it held once they get the lock.
+        // the others find it loaded once they get the lock.
         let _claiming = self.claiming.lock().await;
-        if self.cluster.holds(GROUP_LEASE, group_id) {
+        if self.claimed(group_id) {
             return Ok(());
         }
         match self.cluster.acquire(GROUP_LEASE, group_id).await {
@@ -291,6 +294,9 @@ impl Coordinator {
             }
         };
         tracing::info!(group = group_id, "now coordinating group");
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(group_id.to_string());
+        }
         if let Ok(mut map) = self.groups.lock() {
             match stored {
                 Some(stored) => {
@@ -308,6 +314,12 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Whether this broker holds the group's lease and has loaded it.
+    fn claimed(&self, group_id: &str) -> bool {
+        self.cluster.holds(GROUP_LEASE, group_id)
+            && self.loaded.lock().is_ok_and(|l| l.contains(group_id))
+    }
+
     /// Groups of leases this broker lost are another broker's now: drop
     /// them, and answer members parked in a rebalance NOT_COORDINATOR so
     /// they find the new coordinator.
@@ -317,6 +329,9 @@ impl Coordinator {
             tokio::select! {
                 changed = lost.changed() => if changed.is_err() { return },
                 _ = self.shutdown.cancelled() => return,
+            }
+            if let Ok(mut loaded) = self.loaded.lock() {
+                loaded.clear();
             }
             let groups: Vec<Arc<Mutex<Group>>> = match self.groups.lock() {
                 Ok(mut m) => m.drain().map(|(_, g)| g).collect(),
