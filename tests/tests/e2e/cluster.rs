@@ -300,12 +300,16 @@ fn a_killed_broker_loses_nothing_and_its_work_moves() {
             c
         })
         .collect();
+    // How many records the producer has sent so far.
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sent = {
         let stop = stop.clone();
         let topic = topic.clone();
+        let progress = progress.clone();
         thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                progress.store(n, Ordering::Relaxed);
                 let value = format!("r{n}");
                 let key = format!("k{n}");
                 if producer
@@ -359,6 +363,7 @@ fn a_killed_broker_loses_nothing_and_its_work_moves() {
     let mut brokers = brokers;
     let mut victim = brokers.remove(archiver);
     victim.kill9();
+    let sent_at_kill = progress.load(Ordering::Relaxed);
     poll_for(&mut consumers, &mut seen, Duration::from_secs(8));
     stop.store(true, Ordering::Relaxed);
     let (sent_n, reports) = sent.join().unwrap();
@@ -371,6 +376,15 @@ fn a_killed_broker_loses_nothing_and_its_work_moves() {
         acked.len() as u64 > sent_n / 2,
         "{} of {sent_n} acked",
         acked.len()
+    );
+    // The producer failed over: records sent after the kill were acked too.
+    let after_kill = reports
+        .iter()
+        .filter(|d| d.error.is_none() && d.id as u64 > sent_at_kill)
+        .count();
+    assert!(
+        after_kill > 1000,
+        "only {after_kill} records sent after the kill were acked ({sent_n} sent, {sent_at_kill} before the kill)"
     );
 
     // Every acknowledged record reaches the group.
