@@ -1,10 +1,9 @@
 //! [`Gateway`] runs the real `sluice gateway` binary as a child process in
 //! front of an upstream cluster (in the tests, a Sluice broker).
 
-use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,17 +62,8 @@ impl Gateway {
             port,
             child: None,
         };
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(gateway.log_path())
-            .context("open gateway log")?;
-        let mut cmd = Command::new(sluice_bin()?);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SLUICE_") && k != "SLUICE_LOG" {
-                cmd.env_remove(k);
-            }
-        }
+        let log = crate::open_log(&gateway.log_path(), "sluice gateway start")?;
+        let mut cmd = crate::sluice_command(&sluice_bin()?);
         cmd.env("NO_COLOR", "1")
             .arg("gateway")
             .arg("--upstream")

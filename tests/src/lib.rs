@@ -52,6 +52,19 @@ pub fn open_log(path: &std::path::Path, banner: &str) -> anyhow::Result<std::fs:
     Ok(log)
 }
 
+/// A command running `bin` without the caller's `SLUICE_*` settings, so a
+/// test's server sees only the flags the test gives. SLUICE_LOG passes
+/// through, so a failing test can be rerun with more logging.
+pub fn sluice_command(bin: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SLUICE_") && k != "SLUICE_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// Locates the `sluice` binary.
 ///
 /// `SLUICE_BIN` wins if set. Otherwise the directories above the current
@@ -324,13 +337,7 @@ impl Broker {
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
         let log = open_log(&self.log_path(), &format!("sluice start #{}", self.starts))?;
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars_os() {
-            // SLUICE_LOG passes through so a failing test can be rerun with more logging.
-            if k.to_string_lossy().starts_with("SLUICE_") && k != "SLUICE_LOG" {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = sluice_command(&self.bin);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("NO_COLOR", "1")
             .arg("serve")
