@@ -97,6 +97,61 @@ pub struct ServeArgs {
     /// Field policies: purposes, their grants and sensitivity classes (TOML).
     #[arg(long, env = "SLUICE_POLICY_FILE", value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
+    /// Kafka listeners, `PROTOCOL://HOST:PORT` separated by commas, with
+    /// PROTOCOL one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    /// (default: `PLAINTEXT://` on --kafka-addr).
+    #[arg(long, env = "SLUICE_LISTENERS", value_name = "LIST")]
+    pub listeners: Option<String>,
+    /// Addresses given to clients per listener, `PROTOCOL://HOST:PORT,...`
+    /// (default: each listener's own address).
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS", value_name = "LIST")]
+    pub advertised_listeners: Option<String>,
+    /// TLS certificate chain (PEM) of the SSL and SASL_SSL listeners.
+    #[arg(long, env = "SLUICE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the SSL and SASL_SSL listeners.
+    #[arg(long, env = "SLUICE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to; with
+    /// it, TLS clients must present one, and on an SSL listener the client
+    /// is the principal `User:CN=<common name>`.
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// SASL mechanisms offered, separated by commas
+    /// (default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512).
+    #[arg(long, env = "SLUICE_SASL_MECHANISMS", value_name = "LIST")]
+    pub sasl_mechanisms: Option<String>,
+    /// Clients must re-authenticate this often (Kafka's
+    /// `connections.max.reauth.ms`; default 0: never).
+    #[arg(long, env = "SLUICE_SASL_SESSION_LIFETIME_MS", value_name = "MS")]
+    pub sasl_session_lifetime_ms: Option<u64>,
+    /// `acl` enforces Kafka ACLs, `none` allows every request (default:
+    /// `acl` when some listener or the HTTP interfaces authenticate).
+    #[arg(long, env = "SLUICE_AUTHORIZER", value_name = "acl|none")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, separated by `;` (e.g. `User:admin`).
+    #[arg(long, env = "SLUICE_SUPER_USERS", value_name = "LIST")]
+    pub super_users: Option<String>,
+    /// With the ACL authorizer, a resource no ACL mentions is open to all
+    /// (Kafka's `allow.everyone.if.no.acl.found`; default false).
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        value_name = "BOOL"
+    )]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// The HTTP interfaces (schema registry, REST catalog, SQL, admin)
+    /// require basic or bearer credentials (default: true when some Kafka
+    /// listener authenticates).
+    #[arg(long, env = "SLUICE_HTTP_AUTH", value_name = "BOOL")]
+    pub http_auth: Option<bool>,
+    /// `/healthz`, `/readyz` and `/metrics` answer without credentials.
+    #[arg(long, env = "SLUICE_HTTP_OPEN_HEALTH", value_name = "BOOL")]
+    pub http_open_health: Option<bool>,
+    /// Allow listeners and HTTP interfaces that do not authenticate to
+    /// bind to non-loopback addresses (trusted networks only).
+    #[arg(long, env = "SLUICE_ALLOW_INSECURE_NETWORK", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_insecure_network: Option<bool>,
     /// Shut down when the process with this id exits (for test harnesses
     /// and supervisors that may die without stopping the broker).
     #[arg(long, hide = true, value_name = "PID")]
@@ -129,6 +184,19 @@ struct FileConfig {
     table_commit_interval_ms: Option<u64>,
     table_namespace: Option<String>,
     policy_file: Option<PathBuf>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    sasl_mechanisms: Option<String>,
+    sasl_session_lifetime_ms: Option<u64>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
+    http_auth: Option<bool>,
+    http_open_health: Option<bool>,
+    allow_insecure_network: Option<bool>,
 }
 
 /// Resolved broker settings.
@@ -158,6 +226,8 @@ pub struct Config {
     pub table_namespace: String,
     /// Purposes and grants from the policy file (none without one).
     pub policies: std::sync::Arc<crate::policy::Policies>,
+    /// Listeners, TLS, SASL, authorizer and HTTP authentication.
+    pub security: std::sync::Arc<crate::security::Security>,
 }
 
 impl Config {
@@ -177,13 +247,11 @@ impl Config {
             .clone()
             .or(file.kafka_addr)
             .unwrap_or_else(|| "127.0.0.1:9092".into());
-        let kafka_addr = parse_addr("kafka-addr", &kafka)?;
-        let advertised = args
-            .advertised_addr
-            .clone()
-            .or(file.advertised_addr)
-            .unwrap_or_else(|| kafka.clone());
-        let (advertised_host, advertised_port) = split_host_port("advertised-addr", &advertised)?;
+        parse_addr("kafka-addr", &kafka)?;
+        let advertised_addr = args.advertised_addr.clone().or(file.advertised_addr);
+        if let Some(a) = &advertised_addr {
+            split_host_port("advertised-addr", a)?;
+        }
         let registry = args
             .registry_addr
             .clone()
@@ -252,6 +320,43 @@ impl Config {
                 "broker-heartbeat-interval-ms ({heartbeat_ms}) must be at least 10 and at most a third of broker-session-timeout-ms ({session_ms})"
             );
         }
+        let registry_addr = parse_addr("registry-addr", &registry)?;
+        let http_addr = parse_addr("http-addr", &http)?;
+        let security = crate::security::SecurityInput {
+            kafka_addr: kafka,
+            advertised_addr,
+            listeners: args.listeners.clone().or(file.listeners),
+            advertised_listeners: args
+                .advertised_listeners
+                .clone()
+                .or(file.advertised_listeners),
+            tls_cert: args.tls_cert.clone().or(file.tls_cert),
+            tls_key: args.tls_key.clone().or(file.tls_key),
+            tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
+            sasl_mechanisms: args.sasl_mechanisms.clone().or(file.sasl_mechanisms),
+            sasl_session_lifetime_ms: args
+                .sasl_session_lifetime_ms
+                .or(file.sasl_session_lifetime_ms),
+            authorizer: args.authorizer.clone().or(file.authorizer),
+            super_users: args.super_users.clone().or(file.super_users),
+            allow_everyone_if_no_acl_found: args
+                .allow_everyone_if_no_acl_found
+                .or(file.allow_everyone_if_no_acl_found),
+            http_auth: args.http_auth.or(file.http_auth),
+            http_open_health: args.http_open_health.or(file.http_open_health),
+            allow_insecure_network: args.allow_insecure_network.or(file.allow_insecure_network),
+            http_addrs: vec![
+                ("HTTP endpoint", http_addr),
+                ("schema registry API", registry_addr),
+            ],
+        }
+        .resolve()?;
+        let first = &security.listeners[0];
+        let (kafka_addr, advertised_host, advertised_port) = (
+            first.addr,
+            first.advertised_host.clone(),
+            first.advertised_port,
+        );
         let policy_file = args.policy_file.clone().or(file.policy_file);
         let policies = crate::policy::Policies::load(policy_file.as_deref())?;
         Ok(Config {
@@ -262,8 +367,9 @@ impl Config {
             kafka_addr,
             advertised_host,
             advertised_port,
-            registry_addr: parse_addr("registry-addr", &registry)?,
-            http_addr: parse_addr("http-addr", &http)?,
+            security: std::sync::Arc::new(security),
+            registry_addr,
+            http_addr,
             metadata_url,
             object_store_url,
             broker_id: args.broker_id.or(file.broker_id).unwrap_or(1),
@@ -303,7 +409,7 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
-fn parse_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) fn parse_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     value
         .to_socket_addrs()
@@ -312,7 +418,7 @@ fn parse_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))
 }
 
-fn split_host_port(flag: &str, value: &str) -> anyhow::Result<(String, i32)> {
+pub(crate) fn split_host_port(flag: &str, value: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = value
         .rsplit_once(':')
         .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))?;

@@ -43,8 +43,10 @@ pub struct ConnContext {
     /// so one connection's batches are stored in request order even though
     /// requests are checked (validated) concurrently.
     pub produce_chain: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    /// The listener the connection came in on.
+    pub listener: crate::security::Protocol,
     /// Who the connection acts for (`User:ANONYMOUS` until it authenticates).
-    pub principal: String,
+    principal: std::sync::Mutex<Arc<str>>,
     /// The purpose decided for the client id last seen (clients send the
     /// same id in every request, so it is decided, and logged, once).
     purpose: std::sync::Mutex<Option<(String, Decision)>>,
@@ -53,14 +55,39 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    pub fn new(peer: SocketAddr) -> ConnContext {
+    pub fn new(
+        peer: SocketAddr,
+        listener: crate::security::Protocol,
+        principal: Option<String>,
+    ) -> ConnContext {
         ConnContext {
             peer,
+            listener,
             produce_chain: std::sync::Mutex::new(None),
-            principal: crate::policy::ANONYMOUS.to_owned(),
+            principal: std::sync::Mutex::new(
+                principal
+                    .as_deref()
+                    .unwrap_or(crate::policy::ANONYMOUS)
+                    .into(),
+            ),
             purpose: std::sync::Mutex::new(None),
             read_topics: std::sync::Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Who the connection acts for.
+    pub fn principal(&self) -> Arc<str> {
+        self.principal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records who the connection authenticated as; decisions made for the
+    /// previous principal are forgotten.
+    pub fn set_principal(&self, principal: &str) {
+        *self.principal.lock().unwrap_or_else(|e| e.into_inner()) = principal.into();
+        *self.purpose.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The purpose this connection's `client_id` declares, if its
@@ -73,11 +100,12 @@ impl ConnContext {
         {
             return decided.clone();
         }
-        let decided = policies.declared(&self.principal, client_id);
+        let principal = self.principal();
+        let decided = policies.declared(&principal, client_id);
         if let Err(why) = &decided {
             tracing::warn!(
                 target: "sluice::audit",
-                principal = %self.principal,
+                principal = %principal,
                 peer = %self.peer,
                 client_id,
                 reason = %why,
@@ -110,7 +138,11 @@ pub async fn serve<S>(
     let (rd, wr) = tokio::io::split(stream);
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
-    let ctx = Arc::new(ConnContext::new(peer));
+    let ctx = Arc::new(ConnContext::new(
+        peer,
+        crate::security::Protocol::Plaintext,
+        None,
+    ));
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {

@@ -111,7 +111,7 @@ fn audit(ctx: &ConnContext, resp: &FetchResponse, purpose: Option<&Purpose>) {
         let topic = t.topic.as_str();
         metrics::counter!(
             "sluice_audit_read_bytes_total",
-            "principal" => ctx.principal.clone(),
+            "principal" => ctx.principal().to_string(),
             "topic" => topic.to_owned(),
             "purpose" => purpose.to_owned(),
         )
@@ -119,7 +119,7 @@ fn audit(ctx: &ConnContext, resp: &FetchResponse, purpose: Option<&Purpose>) {
         if ctx.first_read_of(topic) {
             tracing::info!(
                 target: "sluice::audit",
-                principal = %ctx.principal,
+                principal = %ctx.principal(),
                 peer = %ctx.peer,
                 topic,
                 purpose,

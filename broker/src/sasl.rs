@@ -1,0 +1,1 @@
+//! SASL on Kafka listeners (SaslHandshake, SaslAuthenticate).
