@@ -131,6 +131,7 @@ pub async fn serve<S>(
     broker: SharedBroker,
     stream: S,
     peer: SocketAddr,
+    listener: crate::security::Protocol,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -138,11 +139,7 @@ pub async fn serve<S>(
     let (rd, wr) = tokio::io::split(stream);
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
-    let ctx = Arc::new(ConnContext::new(
-        peer,
-        crate::security::Protocol::Plaintext,
-        None,
-    ));
+    let ctx = Arc::new(ConnContext::new(peer, listener, None));
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {

@@ -28,6 +28,7 @@ const MAX_CONNECTIONS: usize = 10_000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    refuse_unbuilt_security(&config.security)?;
     let meta = MetaStore::connect(&config.metadata_url)
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
@@ -110,16 +111,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         http_stop.clone(),
     )
     .await?;
-    // The Kafka listener opens last: a client that can connect finds the
+    // The Kafka listeners open last: a client that can connect finds the
     // registry and HTTP APIs up too.
-    let listener = TcpListener::bind(config.kafka_addr)
-        .await
-        .with_context(|| {
+    let security = config.security.clone();
+    let acceptor = security
+        .tls
+        .as_ref()
+        .filter(|_| security.listeners.iter().any(|l| l.protocol.tls()))
+        .map(crate::tls::acceptor)
+        .transpose()?;
+    let mut listeners = Vec::new();
+    for l in &security.listeners {
+        let socket = TcpListener::bind(l.addr).await.with_context(|| {
             format!(
-                "cannot listen on {} (is another broker running? choose another with --kafka-addr)",
-                config.kafka_addr
+                "cannot listen on {} (is another broker running? choose another with --kafka-addr or --listeners)",
+                l.addr
             )
         })?;
+        let tls = if l.protocol.tls() {
+            acceptor.clone()
+        } else {
+            None
+        };
+        listeners.push((socket, l.clone(), tls));
+    }
     let upkeep = tokio::spawn(crate::http::metrics_upkeep(background.clone()));
     let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
     let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));
@@ -130,46 +145,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         background.clone(),
     ));
 
+    for l in &security.listeners {
+        tracing::info!(
+            protocol = l.protocol.name(),
+            addr = %l.addr,
+            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
+            "Kafka listener{}",
+            if l.authenticates(security.tls.as_ref()) {
+                ""
+            } else {
+                " (unauthenticated: clients are User:ANONYMOUS)"
+            }
+        );
+    }
     tracing::info!(
         kafka = %config.kafka_addr,
         advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
         data_dir = %config.data_dir.display(),
         cluster_id = %cluster_id,
-        "sluice broker ready (no authentication configured: bind to trusted networks only)"
+        "sluice broker ready{}",
+        if security.any_authentication() {
+            ""
+        } else {
+            " (no authentication configured: bind to trusted networks only)"
+        }
     );
 
     let connections = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let conn_stop = CancellationToken::new();
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p?,
-            _ = shutdown.cancelled() => break,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let broker = broker.clone();
-                let stop = conn_stop.clone();
-                connections.spawn(async move {
-                    connection::serve(broker, stream, peer, stop).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // Usually too many open files: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let accepting = TaskTracker::new();
+    for (socket, listener, tls) in listeners {
+        accepting.spawn(accept_loop(Accept {
+            socket,
+            listener,
+            tls,
+            broker: broker.clone(),
+            limit: limit.clone(),
+            connections: connections.clone(),
+            conn_stop: conn_stop.clone(),
+            shutdown: shutdown.clone(),
+        }));
     }
+    accepting.close();
+    accepting.wait().await;
 
     tracing::info!("shutting down: finishing in-flight requests");
-    drop(listener);
     conn_stop.cancel();
     connections.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
@@ -194,6 +215,101 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Settings whose enforcement is not built yet are refused, so that no one
+/// believes a request is checked when it is not.
+fn refuse_unbuilt_security(s: &crate::security::Security) -> anyhow::Result<()> {
+    if let Some(l) = s.listeners.iter().find(|l| l.protocol.sasl()) {
+        anyhow::bail!(
+            "the {} listener on {}: SASL authentication is not available yet (use PLAINTEXT or SSL)",
+            l.protocol.name(),
+            l.addr
+        );
+    }
+    if s.acl_authorizer {
+        anyhow::bail!("--authorizer acl: ACL enforcement is not available yet");
+    }
+    if s.http_auth {
+        anyhow::bail!("--http-auth: HTTP authentication is not available yet");
+    }
+    Ok(())
+}
+
+/// One listener's accept loop and what its connections need.
+struct Accept {
+    socket: TcpListener,
+    listener: crate::security::Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
+    connections: TaskTracker,
+    conn_stop: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+/// Accepts connections until shutdown; the socket closes when it returns.
+async fn accept_loop(a: Accept) {
+    loop {
+        let permit = tokio::select! {
+            p = a.limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = a.shutdown.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            r = a.socket.accept() => r,
+            _ = a.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually too many open files: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = a.broker.clone();
+        let stop = a.conn_stop.clone();
+        let protocol = a.listener.protocol;
+        let tls = a.tls.clone();
+        a.connections.spawn(async move {
+            match tls {
+                None => connection::serve(broker, stream, peer, protocol, stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls_stream)) => {
+                            connection::serve(broker, tls_stream, peer, protocol, stop).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!("sluice_tls_handshake_failures_total").increment(1);
+                            tracing::warn!(
+                                %peer,
+                                listener = protocol.name(),
+                                error = %e,
+                                "TLS handshake failed, closing connection (a plaintext client on a TLS listener?)"
+                            );
+                        }
+                        Err(_) => {
+                            metrics::counter!("sluice_tls_handshake_failures_total").increment(1);
+                            tracing::warn!(
+                                %peer,
+                                listener = protocol.name(),
+                                "TLS handshake not finished within {:?}, closing connection",
+                                crate::tls::HANDSHAKE_TIMEOUT
+                            );
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// The object store settings of `--object-store-url` and the `--s3-*` flags.

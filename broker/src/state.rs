@@ -136,6 +136,27 @@ impl Broker {
         }
     }
 
+    /// The address clients on `listener` are given for broker `b`: this
+    /// broker's own listeners are known here; other brokers are reached at
+    /// the address they registered (their first listener's).
+    pub fn advertised(
+        &self,
+        b: &crate::cluster::LiveBroker,
+        listener: crate::security::Protocol,
+    ) -> (String, i32) {
+        if b.id == self.config.broker_id
+            && let Some(l) = self
+                .config
+                .security
+                .listeners
+                .iter()
+                .find(|l| l.protocol == listener)
+        {
+            return (l.advertised_host.clone(), l.advertised_port);
+        }
+        (b.host.clone(), b.port)
+    }
+
     /// A topic by name, from the cache or the metadata store.
     pub async fn topic(&self, name: &str) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
         if let Some(t) = self.cached(name) {

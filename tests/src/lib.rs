@@ -353,7 +353,13 @@ impl Broker {
             // broker stops on its own instead of lingering.
             .arg("--exit-with-parent")
             .arg(std::process::id().to_string())
-            .args(&self.extra_args)
+            // `{kafka}` in an argument stands for the harness's Kafka
+            // address (e.g. in a `--listeners` list).
+            .args(
+                self.extra_args
+                    .iter()
+                    .map(|a| a.replace("{kafka}", &self.bootstrap())),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

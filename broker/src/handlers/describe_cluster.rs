@@ -4,12 +4,14 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
+use crate::security::Protocol;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
     _req: DescribeClusterRequest,
     _version: i16,
+    listener: Protocol,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = str_bytes(broker.cluster_id.clone());
@@ -20,8 +22,9 @@ pub async fn handle(
     for l in live.iter() {
         let mut b = DescribeClusterBroker::default();
         b.broker_id = BrokerId(l.id);
-        b.host = str_bytes(l.host.clone());
-        b.port = l.port;
+        let (host, port) = broker.advertised(l, listener);
+        b.host = str_bytes(host);
+        b.port = port;
         resp.brokers.push(b);
     }
     resp

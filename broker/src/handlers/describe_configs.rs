@@ -25,13 +25,30 @@ pub fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, i8, &'stati
         ("broker.id", c.broker_id.to_string(), 3, "This broker's id."),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
+            c.security
+                .listeners
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}://{}:{}",
+                        l.protocol.name(),
+                        l.advertised_host,
+                        l.advertised_port
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             2,
             "Address given to clients.",
         ),
         (
             "listeners",
-            format!("PLAINTEXT://{}", c.kafka_addr),
+            c.security
+                .listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.protocol.name(), l.addr))
+                .collect::<Vec<_>>()
+                .join(","),
             2,
             "Kafka listener address.",
         ),

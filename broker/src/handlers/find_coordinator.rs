@@ -7,12 +7,14 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 
 use super::str_bytes;
 use crate::cluster::GROUP_LEASE;
+use crate::security::Protocol;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: Protocol,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
@@ -21,15 +23,17 @@ pub async fn handle(
             let mut c = Coordinator::default();
             c.key = key;
             c.node_id = BrokerId(owner.id);
-            c.host = str_bytes(owner.host);
-            c.port = owner.port;
+            let (host, port) = broker.advertised(&owner, listener);
+            c.host = str_bytes(host);
+            c.port = port;
             resp.coordinators.push(c);
         }
     } else {
         let owner = broker.cluster.owner(GROUP_LEASE, req.key.as_str()).await;
         resp.node_id = BrokerId(owner.id);
-        resp.host = str_bytes(owner.host);
-        resp.port = owner.port;
+        let (host, port) = broker.advertised(&owner, listener);
+        resp.host = str_bytes(host);
+        resp.port = port;
     }
     resp
 }

@@ -11,9 +11,15 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::{LEADER_EPOCH, str_bytes};
 use crate::meta::TopicRecord;
+use crate::security::Protocol;
 use crate::state::{Broker, validate_topic_name};
 
-pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+    listener: Protocol,
+) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
     let live = broker.cluster.live();
     resp.brokers = live
@@ -21,8 +27,9 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         .map(|l| {
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(l.id);
-            b.host = str_bytes(l.host.clone());
-            b.port = l.port;
+            let (host, port) = broker.advertised(l, listener);
+            b.host = str_bytes(host);
+            b.port = port;
             b
         })
         .collect();

@@ -64,6 +64,22 @@ macro_rules! simple {
     }};
 }
 
+/// As `simple!`, for handlers that answer with broker addresses: they give
+/// the addresses of the listener the request came in on.
+macro_rules! addressed {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let req = $req;
+        let listener = $ctx.listener;
+        async move {
+            let resp = $module::handle(&broker, body, req.version, listener).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
 pub async fn start(
     broker: SharedBroker,
     ctx: Arc<ConnContext>,
@@ -81,7 +97,7 @@ pub async fn start(
             let out = respond(&req, &resp);
             async move { out }.boxed()
         }
-        ApiKey::Metadata => simple!(broker, req, metadata, m::MetadataRequest),
+        ApiKey::Metadata => addressed!(broker, ctx, req, metadata, m::MetadataRequest),
         ApiKey::Fetch => {
             let body: m::FetchRequest = req.decode()?;
             async move {
@@ -127,7 +143,13 @@ pub async fn start(
             .boxed()
         }
         ApiKey::FindCoordinator => {
-            simple!(broker, req, find_coordinator, m::FindCoordinatorRequest)
+            addressed!(
+                broker,
+                ctx,
+                req,
+                find_coordinator,
+                m::FindCoordinatorRequest
+            )
         }
         ApiKey::JoinGroup => {
             let body: m::JoinGroupRequest = req.decode()?;
@@ -150,7 +172,13 @@ pub async fn start(
         ApiKey::DescribeGroups => simple!(broker, req, describe_groups, m::DescribeGroupsRequest),
         ApiKey::DeleteGroups => simple!(broker, req, delete_groups, m::DeleteGroupsRequest),
         ApiKey::DescribeCluster => {
-            simple!(broker, req, describe_cluster, m::DescribeClusterRequest)
+            addressed!(
+                broker,
+                ctx,
+                req,
+                describe_cluster,
+                m::DescribeClusterRequest
+            )
         }
         ApiKey::DescribeLogDirs => {
             simple!(broker, req, describe_log_dirs, m::DescribeLogDirsRequest)

@@ -22,3 +22,4 @@ mod raw;
 mod registry;
 mod retention;
 mod storage;
+mod tls;
