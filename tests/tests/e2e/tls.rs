@@ -171,9 +171,12 @@ fn tls_listener_serves_kcat_and_drops_plaintext_clients_alone() {
         .unwrap();
     plain.write_all(&frame(18, 0, 1, &[])).unwrap();
     let mut rest = Vec::new();
-    plain
-        .read_to_end(&mut rest)
-        .expect("the TLS listener did not close a plaintext connection within 20 s");
+    match plain.read_to_end(&mut rest) {
+        Ok(_) => {}
+        // Closed with our bytes unread: the peer sees a reset. Closed too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the TLS listener did not close a plaintext connection: {e}"),
+    }
     assert!(
         rest.len() < 8 || rest[..4] != 1i32.to_be_bytes()[..],
         "a plaintext client got a Kafka response from the TLS listener"
