@@ -46,7 +46,7 @@ pub struct ConnContext {
     /// The listener the connection came in on.
     pub listener: crate::security::Protocol,
     /// Who the connection acts for (`User:ANONYMOUS` until it authenticates).
-    principal: std::sync::Mutex<Arc<str>>,
+    principal: Arc<str>,
     /// The purpose decided for the client id last seen (clients send the
     /// same id in every request, so it is decided, and logged, once).
     purpose: std::sync::Mutex<Option<(String, Decision)>>,
@@ -55,21 +55,12 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    pub fn new(
-        peer: SocketAddr,
-        listener: crate::security::Protocol,
-        principal: Option<String>,
-    ) -> ConnContext {
+    pub fn new(peer: SocketAddr, listener: crate::security::Protocol) -> ConnContext {
         ConnContext {
             peer,
             listener,
             produce_chain: std::sync::Mutex::new(None),
-            principal: std::sync::Mutex::new(
-                principal
-                    .as_deref()
-                    .unwrap_or(crate::policy::ANONYMOUS)
-                    .into(),
-            ),
+            principal: crate::policy::ANONYMOUS.into(),
             purpose: std::sync::Mutex::new(None),
             read_topics: std::sync::Mutex::new(HashSet::new()),
         }
@@ -77,17 +68,7 @@ impl ConnContext {
 
     /// Who the connection acts for.
     pub fn principal(&self) -> Arc<str> {
-        self.principal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Records who the connection authenticated as; decisions made for the
-    /// previous principal are forgotten.
-    pub fn set_principal(&self, principal: &str) {
-        *self.principal.lock().unwrap_or_else(|e| e.into_inner()) = principal.into();
-        *self.purpose.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.principal.clone()
     }
 
     /// The purpose this connection's `client_id` declares, if its
@@ -139,7 +120,7 @@ pub async fn serve<S>(
     let (rd, wr) = tokio::io::split(stream);
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
-    let ctx = Arc::new(ConnContext::new(peer, listener, None));
+    let ctx = Arc::new(ConnContext::new(peer, listener));
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {

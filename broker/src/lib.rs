@@ -27,7 +27,6 @@ pub mod objects;
 pub mod policy;
 pub mod read;
 pub mod retention;
-pub mod sasl;
 pub mod schema_store;
 pub mod scram;
 pub mod security;

@@ -29,6 +29,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     refuse_unbuilt_security(&config.security)?;
+    // Certificate files are read before anything starts, so a bad one is
+    // reported at once.
+    let security = config.security.clone();
+    let acceptor = security
+        .tls
+        .as_ref()
+        .filter(|_| security.listeners.iter().any(|l| l.protocol.tls()))
+        .map(crate::tls::acceptor)
+        .transpose()?;
     let meta = MetaStore::connect(&config.metadata_url)
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
@@ -113,13 +122,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     // The Kafka listeners open last: a client that can connect finds the
     // registry and HTTP APIs up too.
-    let security = config.security.clone();
-    let acceptor = security
-        .tls
-        .as_ref()
-        .filter(|_| security.listeners.iter().any(|l| l.protocol.tls()))
-        .map(crate::tls::acceptor)
-        .transpose()?;
     let mut listeners = Vec::new();
     for l in &security.listeners {
         let socket = TcpListener::bind(l.addr).await.with_context(|| {

@@ -31,8 +31,6 @@ pub struct Broker {
     pub redactor: crate::policy::Redactor,
     /// The other brokers sharing the stores, and the leases this one holds.
     pub cluster: Arc<crate::cluster::Cluster>,
-    /// SCRAM credentials (SASL and HTTP basic auth check passwords here).
-    pub credentials: crate::scram::Credentials,
     /// Topics by name, with when they were read from the metadata store.
     topics: RwLock<HashMap<String, (Arc<TopicRecord>, std::time::Instant)>>,
 }
@@ -121,7 +119,6 @@ impl Broker {
                 p.config.policies.clone(),
                 p.config.cache_bytes / 8,
             ),
-            credentials: crate::scram::Credentials::new(p.meta.clone()),
             config: p.config,
             meta: p.meta,
             segments: p.segments,

@@ -1,1 +1,0 @@
-//! SASL on Kafka listeners (SaslHandshake, SaslAuthenticate).
