@@ -78,16 +78,16 @@ pub enum GroupsCmd {
 }
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) just ends the output.
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
-fn s(v: impl Into<String>) -> StrBytes {
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-fn check(code: i16, msg: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check(code: i16, msg: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
     if code == 0 {
         return Ok(());
     }
@@ -523,6 +523,24 @@ pub enum TableCmd {
     },
 }
 
+/// The `Authorization` header line for brokers started with
+/// `--http-auth`: a bearer token from `SLUICE_HTTP_TOKEN`, or basic
+/// credentials from `SLUICE_HTTP_USER` and `SLUICE_HTTP_PASSWORD`.
+fn http_credentials() -> String {
+    use base64::Engine as _;
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(token) = var("SLUICE_HTTP_TOKEN") {
+        return format!("Authorization: Bearer {token}\r\n");
+    }
+    match (var("SLUICE_HTTP_USER"), var("SLUICE_HTTP_PASSWORD")) {
+        (Some(user), Some(password)) => format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ),
+        _ => String::new(),
+    }
+}
+
 /// One HTTP/1.1 POST without a client library; returns (status, body).
 async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -530,7 +548,8 @@ async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, S
         anyhow::anyhow!("cannot reach the broker's HTTP address {addr}: {e} (set --http)")
     })?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        http_credentials(),
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

@@ -23,9 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslHandshakeRequest};
+
 use crate::codec::{self, Decoded};
 use crate::handlers;
 use crate::policy::{Policies, Purpose};
+use crate::sasl::{self, Session};
 use crate::state::SharedBroker;
 
 /// Requests one connection may have in flight before the reader waits.
@@ -46,7 +49,7 @@ pub struct ConnContext {
     /// The listener the connection came in on.
     pub listener: crate::security::Protocol,
     /// Who the connection acts for (`User:ANONYMOUS` until it authenticates).
-    principal: Arc<str>,
+    principal: std::sync::Mutex<Arc<str>>,
     /// The purpose decided for the client id last seen (clients send the
     /// same id in every request, so it is decided, and logged, once).
     purpose: std::sync::Mutex<Option<(String, Decision)>>,
@@ -60,7 +63,7 @@ impl ConnContext {
             peer,
             listener,
             produce_chain: std::sync::Mutex::new(None),
-            principal: crate::policy::ANONYMOUS.into(),
+            principal: std::sync::Mutex::new(crate::policy::ANONYMOUS.into()),
             purpose: std::sync::Mutex::new(None),
             read_topics: std::sync::Mutex::new(HashSet::new()),
         }
@@ -68,7 +71,20 @@ impl ConnContext {
 
     /// Who the connection acts for.
     pub fn principal(&self) -> Arc<str> {
-        self.principal.clone()
+        self.principal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes the connection act for `principal` (after SASL).
+    fn set_principal(&self, principal: &str) {
+        let mut slot = self.principal.lock().unwrap_or_else(|e| e.into_inner());
+        if **slot != *principal {
+            *slot = principal.into();
+            // The purpose was decided for the principal before.
+            *self.purpose.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     /// The purpose this connection's `client_id` declares, if its
@@ -96,6 +112,38 @@ impl ConnContext {
         }
         *slot = Some((client_id.to_owned(), decided.clone()));
         decided
+    }
+
+    /// Whether the connection's principal may do `op` on a resource.
+    pub async fn may(
+        &self,
+        broker: &crate::state::Broker,
+        op: crate::acl::Operation,
+        rtype: crate::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !broker.authorizer.enabled() {
+            return true;
+        }
+        broker
+            .authorizer
+            .allows(&self.principal(), self.peer.ip(), op, rtype, name)
+            .await
+    }
+
+    /// Whether the principal may do `op` on the cluster.
+    pub async fn may_on_cluster(
+        &self,
+        broker: &crate::state::Broker,
+        op: crate::acl::Operation,
+    ) -> bool {
+        self.may(
+            broker,
+            op,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+        )
+        .await
     }
 
     /// True the first time the connection reads `topic`.
@@ -143,10 +191,17 @@ async fn read_requests<R: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let max = broker.config.max_request_bytes;
+    let mut session = Session::new(ctx.listener.sasl());
     loop {
+        let max = session.max_frame(broker.config.max_request_bytes);
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max) => f.map_err(|e| e.to_string())?,
+            f = read_frame(&mut rd, max) => f.map_err(|e| {
+                if session.authenticated() {
+                    e.to_string()
+                } else {
+                    format!("before SASL authentication: {e}")
+                }
+            })?,
             _ = shutdown.cancelled() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
@@ -154,12 +209,29 @@ async fn read_requests<R: AsyncRead + Unpin>(
         if slots.send(rx).await.is_err() {
             return Err("response writer stopped".into());
         }
+        if session.expects_raw_token() {
+            let (reply, next) = raw_sasl_token(broker, ctx, &mut session, frame).await;
+            let _ = tx.send(reply);
+            next?;
+            continue;
+        }
         match codec::decode_frame(frame) {
             Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
                 let _ = tx.send(Some(codec::api_versions_fallback(correlation_id)));
             }
+            Ok(Decoded::Request(req))
+                if matches!(
+                    req.api_key,
+                    ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+                ) =>
+            {
+                let (resp, next) = sasl_request(broker, ctx, &mut session, req).await;
+                let _ = tx.send(resp.map_err(|e| e.to_string())?);
+                next?;
+            }
             Ok(Decoded::Request(req)) => {
                 tracing::trace!(api = ?req.api_key, version = req.version, correlation_id = req.correlation_id(), "request");
+                session.admit(req.api_key)?;
                 let pending = handlers::start(broker.clone(), ctx.clone(), req).await;
                 match pending {
                     Ok(fut) => {
@@ -181,6 +253,83 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Answers SaslHandshake and SaslAuthenticate, which change the
+/// connection's state and so run in the reader, in request order.
+async fn sasl_request(
+    broker: &SharedBroker,
+    ctx: &ConnContext,
+    session: &mut Session,
+    req: codec::RequestFrame,
+) -> (Result<Option<Bytes>, codec::CodecError>, sasl::Next) {
+    let security = &broker.config.security;
+    let corr = req.correlation_id();
+    if req.api_key == ApiKey::SaslHandshake {
+        let body = match req.decode::<SaslHandshakeRequest>() {
+            Ok(b) => b,
+            Err(e) => return (Err(e), Ok(())),
+        };
+        let (resp, next) = session.handshake(&security.sasl_mechanisms, body, req.version);
+        return (
+            codec::encode_response(corr, req.version, &resp).map(Some),
+            next,
+        );
+    }
+    let body = match req.decode::<SaslAuthenticateRequest>() {
+        Ok(b) => b,
+        Err(e) => return (Err(e), Ok(())),
+    };
+    let (resp, next, principal) = session
+        .authenticate(
+            &broker.credentials,
+            security.sasl_session_lifetime,
+            body,
+            req.version,
+        )
+        .await;
+    authenticated(ctx, principal);
+    (
+        codec::encode_response(corr, req.version, &resp).map(Some),
+        next,
+    )
+}
+
+fn authenticated(ctx: &ConnContext, principal: Option<String>) {
+    if let Some(p) = principal {
+        if ctx.principal().as_ref() != p {
+            tracing::info!(peer = %ctx.peer, principal = %p, "SASL authentication succeeded");
+        }
+        ctx.set_principal(&p);
+    }
+}
+
+/// A bare SASL token (the exchange after a v0 SaslHandshake): the answer
+/// is a bare length-prefixed token; a failure just closes the connection.
+async fn raw_sasl_token(
+    broker: &SharedBroker,
+    ctx: &ConnContext,
+    session: &mut Session,
+    token: Bytes,
+) -> (Option<Bytes>, sasl::Next) {
+    let mut req = SaslAuthenticateRequest::default();
+    req.auth_bytes = token;
+    let (resp, next, principal) = session
+        .authenticate(
+            &broker.credentials,
+            broker.config.security.sasl_session_lifetime,
+            req,
+            0,
+        )
+        .await;
+    if next.is_err() {
+        return (None, next);
+    }
+    authenticated(ctx, principal);
+    let mut out = bytes::BytesMut::with_capacity(4 + resp.auth_bytes.len());
+    out.extend_from_slice(&(resp.auth_bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&resp.auth_bytes);
+    (Some(out.freeze()), next)
 }
 
 async fn write_responses<W: AsyncWrite + Unpin>(wr: W, mut slots: mpsc::Receiver<Slot>) {

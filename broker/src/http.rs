@@ -11,13 +11,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::http_auth::{Caller, Tokens};
 use crate::state::SharedBroker;
 
 /// Histogram buckets (seconds) for request and flush latencies.
@@ -57,6 +58,8 @@ pub fn router(broker: SharedBroker) -> Router {
         .route("/sql", post(run_sql))
         .route("/admin/tables/{topic}/compact", post(compact_table))
         .route("/admin/tables/{topic}/expire", post(expire_table))
+        .route("/admin/tokens", get(list_tokens).post(create_token))
+        .route("/admin/tokens/{id}", axum::routing::delete(revoke_token))
         .with_state(Ctx {
             broker,
             metrics: metrics_handle(),
@@ -99,7 +102,119 @@ async fn admin_topic(
     }
 }
 
-async fn compact_table(State(ctx): State<Ctx>, Path(topic): Path<String>) -> AdminResult {
+/// Requires `--http-auth` on every interface it is given to, with the
+/// callers found in [`Caller`].
+pub fn protect(router: Router, broker: SharedBroker) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        broker,
+        crate::http_auth::authenticate,
+    ))
+}
+
+type Refusal = (StatusCode, String);
+
+/// Admin endpoints need ALTER on the cluster (anyone, without an authorizer).
+async fn admin_only(ctx: &Ctx, caller: &Caller) -> Result<(), Refusal> {
+    let ok = ctx
+        .broker
+        .authorizer
+        .allows(
+            &caller.principal,
+            caller.ip,
+            crate::acl::Operation::Alter,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+        )
+        .await;
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not use the admin API (needs ALTER on the cluster)\n",
+                caller.principal
+            ),
+        ))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewToken {
+    principal: String,
+}
+
+/// `POST /admin/tokens` with `{"principal": "User:etl"}`: a new bearer
+/// token, shown this once.
+async fn create_token(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Json(want): Json<NewToken>,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    match want.principal.split_once(':') {
+        Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {}
+        _ => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "principal '{}' is not TYPE:NAME (e.g. User:etl)\n",
+                    want.principal
+                ),
+            ));
+        }
+    }
+    let (id, token) = Tokens::new(ctx.broker.meta.clone())
+        .create(&want.principal)
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(target: "sluice::audit", by = %caller.principal, principal = %want.principal, id, "bearer token created");
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "principal": want.principal,
+        "token": token,
+    })))
+}
+
+async fn list_tokens(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<crate::http_auth::TokenInfo>>, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    Tokens::new(ctx.broker.meta.clone())
+        .list()
+        .await
+        .map(Json)
+        .map_err(unavailable)
+}
+
+async fn revoke_token(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<String, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    let n = Tokens::new(ctx.broker.meta.clone())
+        .revoke(&id)
+        .await
+        .map_err(unavailable)?;
+    if n == 0 {
+        return Err((StatusCode::NOT_FOUND, format!("no token with id '{id}'\n")));
+    }
+    tracing::info!(target: "sluice::audit", by = %caller.principal, id, "bearer token revoked");
+    Ok("revoked\n".into())
+}
+
+fn unavailable(e: crate::meta::MetaError) -> Refusal {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+}
+
+async fn compact_table(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+) -> AdminResult {
+    admin_only(&ctx, &caller).await?;
     let topic = admin_topic(&ctx, &topic).await?;
     let lake = ctx.broker.lake.lakehouse().clone();
     crate::maintenance::compact(&ctx.broker, &lake, &topic)
@@ -110,9 +225,11 @@ async fn compact_table(State(ctx): State<Ctx>, Path(topic): Path<String>) -> Adm
 
 async fn expire_table(
     State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
     Path(topic): Path<String>,
     Query(q): Query<ExpireQuery>,
 ) -> AdminResult {
+    admin_only(&ctx, &caller).await?;
     let topic = admin_topic(&ctx, &topic).await?;
     let lake = ctx.broker.lake.lakehouse().clone();
     let max_age = Duration::from_secs(q.max_age_secs.unwrap_or(900));
@@ -137,11 +254,12 @@ const SQL_MAX_ROWS: usize = 10_000;
 /// a consumer that declares none (unrestricted fields only).
 async fn run_sql(
     State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<SqlParams>,
     body: String,
 ) -> Result<Json<sluice_lakehouse::sql::QueryResult>, (StatusCode, String)> {
     let broker = &ctx.broker;
-    let principal = crate::policy::ANONYMOUS;
+    let principal = &*caller.principal;
     let purpose = match params.purpose.as_deref() {
         None | Some("") => None,
         Some(p) => Some(broker.config.policies.allow(principal, p).map_err(|why| {
@@ -149,9 +267,28 @@ async fn run_sql(
             (StatusCode::FORBIDDEN, format!("{why}\n"))
         })?),
     };
-    let guards = crate::policy::sql_guards(broker, purpose.as_ref())
+    let mut guards = crate::policy::sql_guards(broker, purpose.as_ref())
         .await
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")))?;
+    // Tables of topics the caller may not READ are not there for them.
+    if broker.authorizer.enabled() {
+        for t in broker.meta.list_topics().await.map_err(unavailable)? {
+            let readable = broker
+                .authorizer
+                .allows(
+                    principal,
+                    caller.ip,
+                    crate::acl::Operation::Read,
+                    crate::acl::ResourceType::Topic,
+                    &t.name,
+                )
+                .await;
+            if !readable {
+                let table = broker.lake.lakehouse().ident(&t.name);
+                guards.entry(table.name().to_owned()).or_default().denied = true;
+            }
+        }
+    }
     tracing::info!(
         target: "sluice::audit",
         principal,
@@ -188,7 +325,8 @@ pub async fn serve(
     })?;
     tracing::info!(%addr, "{what} listening");
     Ok(tokio::spawn(async move {
-        let result = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = result {

@@ -7,6 +7,8 @@
 //! `handlers` (one file per Kafka API) → `append` / `read` (produce and fetch
 //! paths) → `meta` (metadata store) and `objects` (segment objects).
 
+pub mod access_cli;
+pub mod acl;
 pub mod append;
 pub mod archiver;
 pub mod batch;
@@ -21,12 +23,14 @@ pub mod gateway_policy;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod http_auth;
 pub mod maintenance;
 pub mod meta;
 pub mod objects;
 pub mod policy;
 pub mod read;
 pub mod retention;
+pub mod sasl;
 pub mod schema_store;
 pub mod scram;
 pub mod security;

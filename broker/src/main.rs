@@ -34,6 +34,12 @@ enum Command {
     /// Inspect consumer groups (members, committed offsets, lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Manage SCRAM users (for SASL/SCRAM, SASL/PLAIN and HTTP basic auth).
+    #[command(subcommand)]
+    Users(sluice_broker::access_cli::UsersCmd),
+    /// Manage Kafka ACLs (enforced with `sluice serve --authorizer acl`).
+    #[command(subcommand)]
+    Acls(sluice_broker::access_cli::AclsCmd),
     /// Run a read-only SQL query over the topic tables of a running broker
     /// (e.g. `sluice sql "SELECT count(*) FROM orders"`).
     Sql {
@@ -95,6 +101,8 @@ fn main() -> std::process::ExitCode {
             }
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
+            Command::Users(cmd) => sluice_broker::access_cli::users(cmd).await,
+            Command::Acls(cmd) => sluice_broker::access_cli::acls(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
             Command::Sql {
                 statement,

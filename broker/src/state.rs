@@ -31,6 +31,10 @@ pub struct Broker {
     pub redactor: crate::policy::Redactor,
     /// The other brokers sharing the stores, and the leases this one holds.
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// SCRAM credentials (SASL and HTTP basic auth).
+    pub credentials: crate::scram::Credentials,
+    /// Kafka ACLs, asked before every action.
+    pub authorizer: crate::acl::Authorizer,
     /// Topics by name, with when they were read from the metadata store.
     topics: RwLock<HashMap<String, (Arc<TopicRecord>, std::time::Instant)>>,
 }
@@ -114,6 +118,8 @@ pub struct Parts {
 impl Broker {
     pub fn new(p: Parts) -> Broker {
         Broker {
+            credentials: crate::scram::Credentials::new(p.meta.clone()),
+            authorizer: crate::acl::Authorizer::new(p.config.security.clone(), p.meta.clone()),
             redactor: crate::policy::Redactor::new(
                 p.validator.clone(),
                 p.config.policies.clone(),

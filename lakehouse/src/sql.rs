@@ -45,6 +45,8 @@ pub struct TableGuard {
     pub hidden: Vec<(Vec<String>, Hidden)>,
     /// Leave out `kafka_key` (its schema hides fields from the reader).
     pub hide_key: bool,
+    /// The reader may not read the table at all: it is not there for them.
+    pub denied: bool,
 }
 
 /// Guards by table name (in the topic namespace).
@@ -134,6 +136,7 @@ async fn guarded_catalog(
             };
             let table = match guards.get(&name) {
                 None => table,
+                Some(guard) if guard.denied => continue,
                 Some(guard) => {
                     let frame = planner.read_table(table).map_err(|e| e.to_string())?;
                     let columns = guarded_columns(frame.schema(), guard);

@@ -11,7 +11,9 @@ use kafka_protocol::messages::{
 };
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::str_bytes;
+use super::{authorized_topic, str_bytes};
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::{Broker, KafkaError};
 use crate::topic_config::{self, TopicConfig};
 
@@ -23,6 +25,7 @@ const OP_SUBTRACT: i8 = 3;
 /// Applies `change` to a topic's overrides and stores them (unless validating).
 async fn alter_topic(
     broker: &Broker,
+    ctx: &ConnContext,
     resource_type: i8,
     name: &str,
     validate_only: bool,
@@ -43,12 +46,14 @@ async fn alter_topic(
             ));
         }
     }
-    let topic = broker.topic(name).await?.ok_or_else(|| {
-        KafkaError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        )
-    })?;
+    let topic = authorized_topic(broker, ctx, Operation::AlterConfigs, name)
+        .await?
+        .ok_or_else(|| {
+            KafkaError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
     let mut overrides = topic.config.overrides.clone();
     change(&mut overrides)?;
     for (k, v) in &overrides {
@@ -73,6 +78,7 @@ fn fail(r_code: &mut i16, r_msg: &mut Option<kafka_protocol::protocol::StrBytes>
 
 pub async fn handle_incremental(
     broker: &Broker,
+    ctx: &ConnContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -83,6 +89,7 @@ pub async fn handle_incremental(
         r.resource_name = res.resource_name.clone();
         let result = alter_topic(
             broker,
+            ctx,
             res.resource_type,
             &res.resource_name,
             req.validate_only,
@@ -129,7 +136,11 @@ pub async fn handle_incremental(
     resp
 }
 
-pub async fn handle_legacy(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle_legacy(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
@@ -139,6 +150,7 @@ pub async fn handle_legacy(broker: &Broker, req: AlterConfigsRequest) -> AlterCo
         // AlterConfigs replaces the whole set of overrides.
         let result = alter_topic(
             broker,
+            ctx,
             res.resource_type,
             &res.resource_name,
             req.validate_only,

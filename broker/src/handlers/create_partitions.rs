@@ -4,11 +4,14 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::str_bytes;
+use super::{authorized_topic, str_bytes};
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::{Broker, KafkaError};
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
@@ -18,12 +21,14 @@ pub async fn handle(
         r.name = t.name.clone();
         let name = t.name.to_string();
         let result = async {
-            let topic = broker.topic(&name).await?.ok_or_else(|| {
-                KafkaError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic '{name}' does not exist"),
-                )
-            })?;
+            let topic = authorized_topic(broker, ctx, Operation::Alter, &name)
+                .await?
+                .ok_or_else(|| {
+                    KafkaError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )
+                })?;
             if t.count <= topic.partitions {
                 return Err(KafkaError::new(
                     ResponseError::InvalidPartitions,

@@ -7,22 +7,41 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::{Broker, KafkaError, validate_topic_name};
 use crate::topic_config::{self, TopicConfig};
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
+    let on_cluster = ctx.may_on_cluster(broker, Operation::Create).await;
     for t in req.topics {
         let name = t.name.to_string();
         let mut r = CreatableTopicResult::default();
         r.name = t.name.clone();
         r.num_partitions = -1;
         r.replication_factor = -1;
-        match create(broker, &name, &t, req.validate_only).await {
+        let allowed = on_cluster
+            || ctx
+                .may(broker, Operation::Create, ResourceType::Topic, &name)
+                .await;
+        let outcome = if allowed {
+            create(broker, &name, &t, req.validate_only).await
+        } else {
+            Err(KafkaError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!(
+                    "{} may not create topic '{name}' (needs CREATE on the cluster or the topic)",
+                    ctx.principal()
+                ),
+            ))
+        };
+        match outcome {
             Ok(_) if version < 5 => {}
             Ok((uuid, partitions, config)) => {
                 r.topic_id = uuid;

@@ -3,10 +3,15 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use kafka_protocol::error::ResponseError;
+
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DeleteGroupsRequest,
     _version: i16,
 ) -> DeleteGroupsResponse {
@@ -14,7 +19,12 @@ pub async fn handle(
     for id in req.groups_names {
         let mut r = DeletableGroupResult::default();
         r.group_id = id.clone();
-        if let Some(e) = broker.groups.delete(&id).await {
+        if !ctx
+            .may(broker, Operation::Delete, ResourceType::Group, &id)
+            .await
+        {
+            r.error_code = ResponseError::GroupAuthorizationFailed.code();
+        } else if let Some(e) = broker.groups.delete(&id).await {
             r.error_code = e.code();
         }
         resp.results.push(r);

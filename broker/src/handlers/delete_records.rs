@@ -6,10 +6,14 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use super::authorized_topic;
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::{Broker, KafkaError};
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
@@ -17,7 +21,7 @@ pub async fn handle(
     for t in req.topics {
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name.clone();
-        let topic = broker.topic(&t.name).await;
+        let topic = authorized_topic(broker, ctx, Operation::Delete, &t.name).await;
         for p in t.partitions {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;

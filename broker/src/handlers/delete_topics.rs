@@ -5,10 +5,13 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str_bytes;
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::{Broker, KafkaError};
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DeleteTopicsRequest,
     _version: i16,
 ) -> DeleteTopicsResponse {
@@ -27,7 +30,7 @@ pub async fn handle(
         let mut r = DeletableTopicResult::default();
         r.topic_id = id;
         r.name = name.clone().map(|n| TopicName(str_bytes(n)));
-        match delete(broker, name, id).await {
+        match delete(broker, ctx, name, id).await {
             Ok((name, uuid)) => {
                 r.name = Some(TopicName(str_bytes(name)));
                 r.topic_id = uuid;
@@ -44,6 +47,7 @@ pub async fn handle(
 
 async fn delete(
     broker: &Broker,
+    ctx: &ConnContext,
     name: Option<String>,
     id: uuid::Uuid,
 ) -> Result<(String, uuid::Uuid), KafkaError> {
@@ -59,6 +63,15 @@ async fn delete(
             }
         },
     };
+    if !ctx
+        .may(broker, Operation::Delete, ResourceType::Topic, &name)
+        .await
+    {
+        return Err(KafkaError::new(
+            ResponseError::TopicAuthorizationFailed,
+            format!("{} may not delete topic '{name}'", ctx.principal()),
+        ));
+    }
     let t = broker.delete_topic(&name).await?;
     Ok((t.name, t.uuid))
 }

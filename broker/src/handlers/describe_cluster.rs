@@ -3,17 +3,26 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
+use kafka_protocol::error::ResponseError;
+
 use super::str_bytes;
-use crate::security::Protocol;
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
     _req: DescribeClusterRequest,
     _version: i16,
-    listener: Protocol,
+    ctx: &ConnContext,
 ) -> DescribeClusterResponse {
+    let listener = ctx.listener;
     let mut resp = DescribeClusterResponse::default();
+    if !ctx.may_on_cluster(broker, Operation::Describe).await {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        resp.error_message = Some(str_bytes("DESCRIBE on the cluster is not allowed"));
+        return resp;
+    }
     resp.cluster_id = str_bytes(broker.cluster_id.clone());
     let live = broker.cluster.live();
     // No broker controls anything (all state is in the metadata store);

@@ -6,7 +6,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::str_bytes;
+use super::{authorized_topic, str_bytes};
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::Broker;
 use crate::topic_config;
 
@@ -111,6 +113,7 @@ pub fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, i8, &'stati
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -125,44 +128,53 @@ pub async fn handle(
                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         };
         match res.resource_type {
-            RESOURCE_TOPIC => match broker.topic(&res.resource_name).await {
-                Ok(Some(topic)) => {
-                    for k in topic_config::TOPIC_KEYS.iter().filter(|k| wanted(k.name)) {
-                        let overridden = topic.config.overrides.contains_key(k.name);
-                        let mut e = entry(k.name, topic.config.get(k.name), k.kind, k.doc, version);
-                        e.config_source = if overridden {
-                            SOURCE_TOPIC
-                        } else {
-                            SOURCE_DEFAULT
-                        };
-                        if req.include_synonyms {
-                            if overridden {
-                                e.synonyms.push(synonym(
-                                    k.name,
-                                    topic.config.get(k.name),
-                                    SOURCE_TOPIC,
-                                ));
+            RESOURCE_TOPIC => {
+                match authorized_topic(broker, ctx, Operation::DescribeConfigs, &res.resource_name)
+                    .await
+                {
+                    Ok(Some(topic)) => {
+                        for k in topic_config::TOPIC_KEYS.iter().filter(|k| wanted(k.name)) {
+                            let overridden = topic.config.overrides.contains_key(k.name);
+                            let mut e =
+                                entry(k.name, topic.config.get(k.name), k.kind, k.doc, version);
+                            e.config_source = if overridden {
+                                SOURCE_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            if req.include_synonyms {
+                                if overridden {
+                                    e.synonyms.push(synonym(
+                                        k.name,
+                                        topic.config.get(k.name),
+                                        SOURCE_TOPIC,
+                                    ));
+                                }
+                                e.synonyms.push(synonym(k.name, k.default, SOURCE_DEFAULT));
                             }
-                            e.synonyms.push(synonym(k.name, k.default, SOURCE_DEFAULT));
+                            r.configs.push(e);
                         }
-                        r.configs.push(e);
+                    }
+                    Ok(None) => {
+                        r.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        r.error_message = Some(str_bytes(format!(
+                            "topic '{}' does not exist",
+                            res.resource_name
+                        )));
+                    }
+                    Err(e) => {
+                        r.error_code = e.code.code();
+                        r.error_message = Some(str_bytes(e.message));
                     }
                 }
-                Ok(None) => {
-                    r.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    r.error_message = Some(str_bytes(format!(
-                        "topic '{}' does not exist",
-                        res.resource_name
-                    )));
-                }
-                Err(e) => {
-                    r.error_code = e.code.code();
-                    r.error_message = Some(str_bytes(e.message));
-                }
-            },
+            }
             RESOURCE_BROKER => {
                 let name = res.resource_name.as_str();
-                if !name.is_empty() && name != broker.config.broker_id.to_string() {
+                if !ctx.may_on_cluster(broker, Operation::DescribeConfigs).await {
+                    let e = super::cluster_refused(ctx, Operation::DescribeConfigs);
+                    r.error_code = e.code.code();
+                    r.error_message = Some(str_bytes(e.message));
+                } else if !name.is_empty() && name != broker.config.broker_id.to_string() {
                     r.error_code = ResponseError::InvalidRequest.code();
                     r.error_message = Some(str_bytes(format!("unknown broker '{name}'")));
                 } else {

@@ -5,11 +5,16 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use kafka_protocol::error::ResponseError;
+
 use super::str_bytes;
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
@@ -17,6 +22,14 @@ pub async fn handle(
     for id in req.groups {
         let mut d = DescribedGroup::default();
         d.group_id = id.clone();
+        if !ctx
+            .may(broker, Operation::Describe, ResourceType::Group, &id)
+            .await
+        {
+            d.error_code = ResponseError::GroupAuthorizationFailed.code();
+            resp.groups.push(d);
+            continue;
+        }
         if let Err(e) = broker.groups.claim(&id).await {
             d.error_code = e.code();
             resp.groups.push(d);

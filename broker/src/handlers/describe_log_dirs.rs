@@ -7,14 +7,22 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
 use super::str_bytes;
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DescribeLogDirsRequest,
     _version: i16,
 ) -> DescribeLogDirsResponse {
     let mut resp = DescribeLogDirsResponse::default();
+    if !ctx.may_on_cluster(broker, Operation::Describe).await {
+        // v3+ carries the error; older versions answer no directories.
+        resp.error_code = kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code();
+        return resp;
+    }
     let mut dir = DescribeLogDirsResult::default();
     dir.log_dir = str_bytes(broker.config.object_store_url.clone());
     dir.total_bytes = -1;

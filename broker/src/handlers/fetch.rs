@@ -13,6 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
+use crate::acl::{Operation, ResourceType};
 use crate::connection::ConnContext;
 use crate::meta::TopicRecord;
 use crate::policy::Purpose;
@@ -40,7 +41,7 @@ pub async fn handle(
         // Mark the current commit as seen before reading, so a commit that
         // lands while we read wakes the wait below.
         commits.borrow_and_update();
-        let (resp, bytes, errors) = read_all(broker, &req, purpose.as_ref()).await;
+        let (resp, bytes, errors) = read_all(broker, ctx, &req, purpose.as_ref()).await;
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
             audit(ctx, &resp, purpose.as_ref());
             metrics::counter!("sluice_fetch_bytes_total").increment(bytes as u64);
@@ -131,6 +132,7 @@ fn audit(ctx: &ConnContext, resp: &FetchResponse, purpose: Option<&Purpose>) {
 
 async fn read_all(
     broker: &Broker,
+    ctx: &ConnContext,
     req: &FetchRequest,
     purpose: Option<&Purpose>,
 ) -> (FetchResponse, usize, bool) {
@@ -150,6 +152,19 @@ async fn read_all(
             broker.topic_by_uuid(t.topic_id).await
         } else {
             broker.topic(&t.topic).await
+        };
+        // Unauthorized topics fail alike whether they exist or not.
+        let name = match &topic {
+            Ok(Some(found)) => found.name.as_str(),
+            _ => t.topic.as_str(),
+        };
+        let topic = if ctx
+            .may(broker, Operation::Read, ResourceType::Topic, name)
+            .await
+        {
+            topic
+        } else {
+            Err(KafkaError::new(ResponseError::TopicAuthorizationFailed, ""))
         };
         for p in &t.partitions {
             let mut pd = unknown_partition(p.partition);

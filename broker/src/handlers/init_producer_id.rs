@@ -3,10 +3,13 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
@@ -19,6 +22,17 @@ pub async fn handle(
         tracing::info!(
             "refused InitProducerId for a transactional producer: transactions are not supported"
         );
+        return resp;
+    }
+    // As in Kafka 3: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.
+    if broker.authorizer.enabled()
+        && !ctx.may_on_cluster(broker, Operation::IdempotentWrite).await
+        && !broker
+            .authorizer
+            .writes_some_topic(&ctx.principal(), ctx.peer.ip())
+            .await
+    {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
         return resp;
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {

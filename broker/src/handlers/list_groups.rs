@@ -4,11 +4,33 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
-pub async fn handle(broker: &Broker, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+/// Lists every group to a principal with DESCRIBE on the cluster, else
+/// the groups it may describe (as Kafka does).
+pub async fn handle(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
+    let everything = ctx.may_on_cluster(broker, Operation::Describe).await;
     for g in broker.groups.list().await {
+        if !everything
+            && !ctx
+                .may(
+                    broker,
+                    Operation::Describe,
+                    ResourceType::Group,
+                    &g.group_id,
+                )
+                .await
+        {
+            continue;
+        }
         let state = g.state.as_str();
         if !req.states_filter.is_empty()
             && !req

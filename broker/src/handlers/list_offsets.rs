@@ -9,7 +9,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::LEADER_EPOCH;
+use super::{LEADER_EPOCH, authorized_topic};
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::read;
 use crate::state::{Broker, KafkaError};
 
@@ -18,12 +20,17 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
-        let topic = broker.topic(&t.name).await;
+        let topic = authorized_topic(broker, ctx, Operation::Describe, &t.name).await;
         for p in t.partitions {
             let mut pr = ListOffsetsPartitionResponse::default();
             pr.partition_index = p.partition_index;

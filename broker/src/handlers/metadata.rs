@@ -10,16 +10,18 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::{LEADER_EPOCH, str_bytes};
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::meta::TopicRecord;
-use crate::security::Protocol;
 use crate::state::{Broker, validate_topic_name};
 
 pub async fn handle(
     broker: &Broker,
     req: MetadataRequest,
     version: i16,
-    listener: Protocol,
+    ctx: &ConnContext,
 ) -> MetadataResponse {
+    let listener = ctx.listener;
     let mut resp = MetadataResponse::default();
     let live = broker.cluster.live();
     resp.brokers = live
@@ -46,7 +48,17 @@ pub async fn handle(
     let allow_create = version < 4 || req.allow_auto_topic_creation;
     match wanted {
         None => match broker.meta.list_topics().await {
-            Ok(all) => resp.topics = all.iter().map(|t| topic_entry(broker, t)).collect(),
+            Ok(all) => {
+                // Topics the principal may not describe are left out.
+                for t in all.iter() {
+                    if ctx
+                        .may(broker, Operation::Describe, ResourceType::Topic, &t.name)
+                        .await
+                    {
+                        resp.topics.push(topic_entry(broker, t));
+                    }
+                }
+            }
             Err(e) => tracing::error!(error = %e, "cannot list topics"),
         },
         Some(list) => {
@@ -65,14 +77,20 @@ pub async fn handle(
                     },
                     (None, true) => continue,
                 };
-                resp.topics.push(lookup(broker, &name, allow_create).await);
+                resp.topics
+                    .push(lookup(broker, ctx, &name, allow_create).await);
             }
         }
     }
     resp
 }
 
-async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> MetadataResponseTopic {
+async fn lookup(
+    broker: &Broker,
+    ctx: &ConnContext,
+    name: &str,
+    allow_create: bool,
+) -> MetadataResponseTopic {
     let error = |code: ResponseError| {
         let mut e = MetadataResponseTopic::default();
         e.name = Some(TopicName(str_bytes(name)));
@@ -82,6 +100,18 @@ async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> MetadataResp
     if validate_topic_name(name).is_err() {
         return error(ResponseError::InvalidTopicException);
     }
+    if !ctx
+        .may(broker, Operation::Describe, ResourceType::Topic, name)
+        .await
+    {
+        return error(ResponseError::TopicAuthorizationFailed);
+    }
+    // Auto-creation needs CREATE on the cluster or on the topic.
+    let allow_create = allow_create
+        && (ctx.may_on_cluster(broker, Operation::Create).await
+            || ctx
+                .may(broker, Operation::Create, ResourceType::Topic, name)
+                .await);
     match broker.topic_or_create(name, allow_create).await {
         Ok(Some(t)) => topic_entry(broker, &t),
         Ok(None) => error(ResponseError::UnknownTopicOrPartition),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 
@@ -14,6 +15,7 @@ use crate::codec::{CodecError, RequestFrame, encode_response};
 use crate::connection::ConnContext;
 use crate::state::SharedBroker;
 
+mod acls;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -39,6 +41,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod scram_credentials;
 mod sync_group;
 
 pub type Pending = BoxFuture<'static, Result<Option<Bytes>, CodecError>>;
@@ -50,13 +53,36 @@ fn respond<R: Encodable + HeaderVersion>(
     encode_response(req.correlation_id(), req.version, r).map(Some)
 }
 
-/// Wraps an async handler `f(broker, request_body, version)` into a pending response.
-macro_rules! simple {
-    ($broker:expr, $req:expr, $module:ident, $ty:ty) => {{
+/// Wraps an async handler `f(broker, ctx, request_body, version)` into a
+/// pending response; handlers authorize the request through `ctx`.
+macro_rules! checked {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
         let body: $ty = $req.decode()?;
         let broker = $broker;
+        let ctx = $ctx;
         let req = $req;
         async move {
+            let resp = $module::handle(&broker, &ctx, body, req.version).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
+/// As `checked!`, for a group member's requests (READ on the group): a
+/// refused one answers GROUP_AUTHORIZATION_FAILED.
+macro_rules! group_member {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty, $resp:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let ctx = $ctx;
+        let req = $req;
+        async move {
+            if !may_join(&broker, &ctx, &body.group_id).await {
+                let mut resp = <$resp>::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                return respond(&req, &resp);
+            }
             let resp = $module::handle(&broker, body, req.version).await;
             respond(&req, &resp)
         }
@@ -64,16 +90,27 @@ macro_rules! simple {
     }};
 }
 
-/// As `simple!`, for handlers that answer with broker addresses: they give
-/// the addresses of the listener the request came in on.
-macro_rules! addressed {
+async fn may_join(broker: &crate::state::Broker, ctx: &ConnContext, group: &str) -> bool {
+    ctx.may(
+        broker,
+        crate::acl::Operation::Read,
+        crate::acl::ResourceType::Group,
+        group,
+    )
+    .await
+}
+
+/// As `checked!`, for handlers that need the connection: whose request it
+/// is (to authorize it) or which listener it came in on (broker addresses
+/// are given for that listener).
+macro_rules! with_ctx {
     ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
         let body: $ty = $req.decode()?;
         let broker = $broker;
         let req = $req;
-        let listener = $ctx.listener;
+        let ctx = $ctx;
         async move {
-            let resp = $module::handle(&broker, body, req.version, listener).await;
+            let resp = $module::handle(&broker, body, req.version, &ctx).await;
             respond(&req, &resp)
         }
         .boxed()
@@ -97,7 +134,7 @@ pub async fn start(
             let out = respond(&req, &resp);
             async move { out }.boxed()
         }
-        ApiKey::Metadata => addressed!(broker, ctx, req, metadata, m::MetadataRequest),
+        ApiKey::Metadata => with_ctx!(broker, ctx, req, metadata, m::MetadataRequest),
         ApiKey::Fetch => {
             let body: m::FetchRequest = req.decode()?;
             async move {
@@ -107,29 +144,44 @@ pub async fn start(
             }
             .boxed()
         }
-        ApiKey::ListOffsets => simple!(broker, req, list_offsets, m::ListOffsetsRequest),
-        ApiKey::CreateTopics => simple!(broker, req, create_topics, m::CreateTopicsRequest),
-        ApiKey::DeleteTopics => simple!(broker, req, delete_topics, m::DeleteTopicsRequest),
+        ApiKey::ListOffsets => checked!(broker, ctx, req, list_offsets, m::ListOffsetsRequest),
+        ApiKey::CreateTopics => checked!(broker, ctx, req, create_topics, m::CreateTopicsRequest),
+        ApiKey::DeleteTopics => checked!(broker, ctx, req, delete_topics, m::DeleteTopicsRequest),
         ApiKey::CreatePartitions => {
-            simple!(broker, req, create_partitions, m::CreatePartitionsRequest)
+            checked!(
+                broker,
+                ctx,
+                req,
+                create_partitions,
+                m::CreatePartitionsRequest
+            )
         }
-        ApiKey::DeleteRecords => simple!(broker, req, delete_records, m::DeleteRecordsRequest),
+        ApiKey::DeleteRecords => {
+            checked!(broker, ctx, req, delete_records, m::DeleteRecordsRequest)
+        }
         ApiKey::InitProducerId => {
-            simple!(broker, req, init_producer_id, m::InitProducerIdRequest)
+            checked!(broker, ctx, req, init_producer_id, m::InitProducerIdRequest)
         }
-        ApiKey::OffsetForLeaderEpoch => simple!(
+        ApiKey::OffsetForLeaderEpoch => checked!(
             broker,
+            ctx,
             req,
             offset_for_leader_epoch,
             m::OffsetForLeaderEpochRequest
         ),
         ApiKey::DescribeConfigs => {
-            simple!(broker, req, describe_configs, m::DescribeConfigsRequest)
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_configs,
+                m::DescribeConfigsRequest
+            )
         }
         ApiKey::IncrementalAlterConfigs => {
             let body: m::IncrementalAlterConfigsRequest = req.decode()?;
             async move {
-                let resp = alter_configs::handle_incremental(&broker, body).await;
+                let resp = alter_configs::handle_incremental(&broker, &ctx, body).await;
                 respond(&req, &resp)
             }
             .boxed()
@@ -137,13 +189,13 @@ pub async fn start(
         ApiKey::AlterConfigs => {
             let body: m::AlterConfigsRequest = req.decode()?;
             async move {
-                let resp = alter_configs::handle_legacy(&broker, body).await;
+                let resp = alter_configs::handle_legacy(&broker, &ctx, body).await;
                 respond(&req, &resp)
             }
             .boxed()
         }
         ApiKey::FindCoordinator => {
-            addressed!(
+            with_ctx!(
                 broker,
                 ctx,
                 req,
@@ -157,22 +209,51 @@ pub async fn start(
             // Kafka reports client hosts as "/ADDRESS".
             let host = format!("/{}", ctx.peer.ip());
             async move {
+                if !may_join(&broker, &ctx, &body.group_id).await {
+                    let mut resp = m::JoinGroupResponse::default();
+                    resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                    resp.generation_id = -1;
+                    return respond(&req, &resp);
+                }
                 let resp = join_group::handle(&broker, body, req.version, client_id, host).await;
                 respond(&req, &resp)
             }
             .boxed()
         }
-        ApiKey::SyncGroup => simple!(broker, req, sync_group, m::SyncGroupRequest),
-        ApiKey::Heartbeat => simple!(broker, req, heartbeat, m::HeartbeatRequest),
-        ApiKey::LeaveGroup => simple!(broker, req, leave_group, m::LeaveGroupRequest),
-        ApiKey::OffsetCommit => simple!(broker, req, offset_commit, m::OffsetCommitRequest),
-        ApiKey::OffsetFetch => simple!(broker, req, offset_fetch, m::OffsetFetchRequest),
-        ApiKey::OffsetDelete => simple!(broker, req, offset_delete, m::OffsetDeleteRequest),
-        ApiKey::ListGroups => simple!(broker, req, list_groups, m::ListGroupsRequest),
-        ApiKey::DescribeGroups => simple!(broker, req, describe_groups, m::DescribeGroupsRequest),
-        ApiKey::DeleteGroups => simple!(broker, req, delete_groups, m::DeleteGroupsRequest),
+        ApiKey::SyncGroup => group_member!(
+            broker,
+            ctx,
+            req,
+            sync_group,
+            m::SyncGroupRequest,
+            m::SyncGroupResponse
+        ),
+        ApiKey::Heartbeat => group_member!(
+            broker,
+            ctx,
+            req,
+            heartbeat,
+            m::HeartbeatRequest,
+            m::HeartbeatResponse
+        ),
+        ApiKey::LeaveGroup => group_member!(
+            broker,
+            ctx,
+            req,
+            leave_group,
+            m::LeaveGroupRequest,
+            m::LeaveGroupResponse
+        ),
+        ApiKey::OffsetCommit => checked!(broker, ctx, req, offset_commit, m::OffsetCommitRequest),
+        ApiKey::OffsetFetch => checked!(broker, ctx, req, offset_fetch, m::OffsetFetchRequest),
+        ApiKey::OffsetDelete => checked!(broker, ctx, req, offset_delete, m::OffsetDeleteRequest),
+        ApiKey::ListGroups => checked!(broker, ctx, req, list_groups, m::ListGroupsRequest),
+        ApiKey::DescribeGroups => {
+            checked!(broker, ctx, req, describe_groups, m::DescribeGroupsRequest)
+        }
+        ApiKey::DeleteGroups => checked!(broker, ctx, req, delete_groups, m::DeleteGroupsRequest),
         ApiKey::DescribeCluster => {
-            addressed!(
+            with_ctx!(
                 broker,
                 ctx,
                 req,
@@ -181,7 +262,72 @@ pub async fn start(
             )
         }
         ApiKey::DescribeLogDirs => {
-            simple!(broker, req, describe_log_dirs, m::DescribeLogDirsRequest)
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_log_dirs,
+                m::DescribeLogDirsRequest
+            )
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let body: m::DescribeUserScramCredentialsRequest = req.decode()?;
+            async move {
+                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
+                    scram_credentials::describe(&broker, body).await
+                } else {
+                    let e = cluster_refused(&ctx, Operation::Describe);
+                    let mut resp = m::DescribeUserScramCredentialsResponse::default();
+                    resp.error_code = e.code.code();
+                    resp.error_message = Some(str_bytes(e.message));
+                    resp
+                };
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let body: m::AlterUserScramCredentialsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = scram_credentials::alter(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::DescribeAcls => {
+            let body: m::DescribeAclsRequest = req.decode()?;
+            async move {
+                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
+                    acls::describe(&broker, body).await
+                } else {
+                    let e = cluster_refused(&ctx, Operation::Describe);
+                    let mut resp = m::DescribeAclsResponse::default();
+                    resp.error_code = e.code.code();
+                    resp.error_message = Some(str_bytes(e.message));
+                    resp
+                };
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::CreateAcls => {
+            let body: m::CreateAclsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = acls::create(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::DeleteAcls => {
+            let body: m::DeleteAclsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = acls::delete(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
         }
         other => {
             return Err(CodecError::UnsupportedVersion {
@@ -194,6 +340,8 @@ pub async fn start(
     })
 }
 
+use crate::acl::Operation;
+
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
@@ -201,3 +349,39 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 /// Leader epoch reported for every partition. Sluice has no replicas to
 /// elect, so the epoch never changes.
 pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// The topic `name`, if the caller may do `op` on it. A topic the caller
+/// may not touch fails the same whether it exists or not.
+pub(crate) async fn authorized_topic(
+    broker: &crate::state::Broker,
+    ctx: &ConnContext,
+    op: crate::acl::Operation,
+    name: &str,
+) -> Result<Option<Arc<crate::meta::TopicRecord>>, crate::state::KafkaError> {
+    if !ctx
+        .may(broker, op, crate::acl::ResourceType::Topic, name)
+        .await
+    {
+        return Err(crate::state::KafkaError::new(
+            kafka_protocol::error::ResponseError::TopicAuthorizationFailed,
+            format!("{} may not {} topic '{name}'", ctx.principal(), op.verb()),
+        ));
+    }
+    broker.topic(name).await
+}
+
+/// The error for a refused cluster-level operation.
+pub(crate) fn cluster_refused(
+    ctx: &ConnContext,
+    op: crate::acl::Operation,
+) -> crate::state::KafkaError {
+    crate::state::KafkaError::new(
+        kafka_protocol::error::ResponseError::ClusterAuthorizationFailed,
+        format!(
+            "{} may not {} the cluster ({} on CLUSTER:kafka-cluster)",
+            ctx.principal(),
+            op.verb(),
+            op.name()
+        ),
+    )
+}

@@ -7,6 +7,8 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::groups::CommitAuth;
 use crate::meta::CommittedOffset;
 use crate::state::Broker;
@@ -16,6 +18,7 @@ const MAX_METADATA_BYTES: usize = 4096;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: OffsetCommitRequest,
     _version: i16,
 ) -> OffsetCommitResponse {
@@ -27,6 +30,11 @@ pub async fn handle(
     };
     let group_error = if auth.group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if !ctx
+        .may(broker, Operation::Read, ResourceType::Group, &auth.group_id)
+        .await
+    {
+        Some(ResponseError::GroupAuthorizationFailed)
     } else {
         broker.groups.authorize_commit(&auth).await
     };
@@ -35,12 +43,17 @@ pub async fn handle(
     for t in &req.topics {
         let mut tr = OffsetCommitResponseTopic::default();
         tr.name = t.name.clone();
+        let readable = ctx
+            .may(broker, Operation::Read, ResourceType::Topic, &t.name)
+            .await;
         let topic = broker.topic(&t.name).await.ok().flatten();
         for p in &t.partitions {
             let mut pr = OffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
             let error = if let Some(e) = group_error {
                 Some(e)
+            } else if !readable {
+                Some(ResponseError::TopicAuthorizationFailed)
             } else if topic
                 .as_ref()
                 .is_none_or(|t| p.partition_index < 0 || p.partition_index >= t.partitions)

@@ -7,14 +7,29 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: OffsetDeleteRequest,
     _version: i16,
 ) -> OffsetDeleteResponse {
     let mut resp = OffsetDeleteResponse::default();
+    if !ctx
+        .may(
+            broker,
+            Operation::Delete,
+            ResourceType::Group,
+            &req.group_id,
+        )
+        .await
+    {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return resp;
+    }
     let known = broker
         .groups
         .list()
@@ -29,10 +44,15 @@ pub async fn handle(
     for t in req.topics {
         let mut tr = OffsetDeleteResponseTopic::default();
         tr.name = t.name.clone();
+        let readable = ctx
+            .may(broker, Operation::Read, ResourceType::Topic, &t.name)
+            .await;
         for p in t.partitions {
             let mut pr = OffsetDeleteResponsePartition::default();
             pr.partition_index = p.partition_index;
-            if subscribed.contains(t.name.as_str()) {
+            if !readable {
+                pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+            } else if subscribed.contains(t.name.as_str()) {
                 pr.error_code = ResponseError::GroupSubscribedToTopic.code();
             } else if let Err(e) = broker
                 .meta

@@ -10,25 +10,40 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use kafka_protocol::error::ResponseError;
+
 use super::str_bytes;
+use crate::acl::{Operation, ResourceType};
+use crate::connection::ConnContext;
 use crate::meta::CommittedOffset;
 use crate::state::Broker;
+
+/// One topic's answer: its partitions' committed offsets, or `None` when
+/// the caller may not describe the topic.
+type Found = (String, Option<Vec<(i32, Option<CommittedOffset>)>>);
 
 /// (topic, partitions or None for all) → committed offsets found.
 async fn lookup(
     broker: &Broker,
+    ctx: &ConnContext,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+) -> Result<Vec<Found>, i16> {
+    if !ctx
+        .may(broker, Operation::Describe, ResourceType::Group, group)
+        .await
+    {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
     let stored = broker.meta.fetch_offsets(group).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read committed offsets");
-        kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code()
+        ResponseError::CoordinatorNotAvailable.code()
     })?;
     let mut by_topic: HashMap<String, Vec<CommittedOffset>> = HashMap::new();
     for o in stored {
         by_topic.entry(o.topic.clone()).or_default().push(o);
     }
-    Ok(match wanted {
+    let found: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = match wanted {
         None => {
             let mut all: Vec<_> = by_topic
                 .into_iter()
@@ -58,26 +73,57 @@ async fn lookup(
                 (t, found)
             })
             .collect(),
-    })
+    };
+    let mut out = Vec::with_capacity(found.len());
+    for (topic, parts) in found {
+        let visible = ctx
+            .may(broker, Operation::Describe, ResourceType::Topic, &topic)
+            .await;
+        out.push((topic, visible.then_some(parts)));
+    }
+    Ok(out)
 }
 
-pub async fn handle(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
         for g in req.groups {
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            let wanted = g.topics.map(|ts| {
+            let wanted = g.topics.clone().map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
-            match lookup(broker, &g.group_id, wanted).await {
+            match lookup(broker, ctx, &g.group_id, wanted).await {
                 Err(code) => gr.error_code = code,
                 Ok(found) => {
                     for (topic, parts) in found {
                         let mut tr = OffsetFetchResponseTopics::default();
                         tr.name = TopicName(str_bytes(topic));
+                        let Some(parts) = parts else {
+                            // Asked for by name, refused; listed all: left out.
+                            if let Some(t) = g
+                                .topics
+                                .as_ref()
+                                .and_then(|ts| ts.iter().find(|t| t.name == tr.name))
+                            {
+                                for p in &t.partition_indexes {
+                                    let mut pr = OffsetFetchResponsePartitions::default();
+                                    pr.partition_index = *p;
+                                    pr.committed_offset = -1;
+                                    pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                                    tr.partitions.push(pr);
+                                }
+                                gr.topics.push(tr);
+                            }
+                            continue;
+                        };
                         for (p, o) in parts {
                             let mut pr = OffsetFetchResponsePartitions::default();
                             pr.partition_index = p;
@@ -95,12 +141,12 @@ pub async fn handle(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         }
         return resp;
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted = req.topics.clone().map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    match lookup(broker, &req.group_id, wanted).await {
+    match lookup(broker, ctx, &req.group_id, wanted).await {
         Err(code) => {
             if version >= 2 {
                 resp.error_code = code;
@@ -110,6 +156,21 @@ pub async fn handle(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             for (topic, parts) in found {
                 let mut tr = OffsetFetchResponseTopic::default();
                 tr.name = TopicName(str_bytes(topic));
+                let Some(parts) = parts else {
+                    if let Some(ts) = &req.topics
+                        && let Some(t) = ts.iter().find(|t| t.name == tr.name)
+                    {
+                        for p in &t.partition_indexes {
+                            let mut pr = OffsetFetchResponsePartition::default();
+                            pr.partition_index = *p;
+                            pr.committed_offset = -1;
+                            pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                            tr.partitions.push(pr);
+                        }
+                        resp.topics.push(tr);
+                    }
+                    continue;
+                };
                 for (p, o) in parts {
                     let mut pr = OffsetFetchResponsePartition::default();
                     pr.partition_index = p;

@@ -7,11 +7,14 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::LEADER_EPOCH;
+use super::{LEADER_EPOCH, authorized_topic};
+use crate::acl::Operation;
+use crate::connection::ConnContext;
 use crate::state::Broker;
 
 pub async fn handle(
     broker: &Broker,
+    ctx: &ConnContext,
     req: OffsetForLeaderEpochRequest,
     _version: i16,
 ) -> OffsetForLeaderEpochResponse {
@@ -19,7 +22,9 @@ pub async fn handle(
     for t in req.topics {
         let mut tr = OffsetForLeaderTopicResult::default();
         tr.topic = t.topic.clone();
-        let topic = broker.topic(&t.topic).await.ok().flatten();
+        let topic = authorized_topic(broker, ctx, Operation::Describe, &t.topic).await;
+        let denied = matches!(&topic, Err(e) if e.code == ResponseError::TopicAuthorizationFailed);
+        let topic = topic.ok().flatten();
         for p in t.partitions {
             let mut e = EpochEndOffset::default();
             e.partition = p.partition;
@@ -35,6 +40,7 @@ pub async fn handle(
                 None => None,
             };
             match offsets {
+                _ if denied => e.error_code = ResponseError::TopicAuthorizationFailed.code(),
                 None => e.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(_) if p.current_leader_epoch > LEADER_EPOCH => {
                     e.error_code = ResponseError::UnknownLeaderEpoch.code();

@@ -19,6 +19,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Pending, respond, str_bytes};
+use crate::acl::{Operation, ResourceType};
 use crate::append::{BatchOutcome, PendingBatch};
 use crate::batch::{self, CheckedBatch};
 use crate::codec::RequestFrame;
@@ -56,21 +57,23 @@ fn failed(index: i32, err: KafkaError) -> PartitionProduceResponse {
 /// previous produce request of the connection has queued its own.
 pub fn start(
     broker: SharedBroker,
-    ctx: &ConnContext,
+    ctx: &Arc<ConnContext>,
     req: RequestFrame,
     body: ProduceRequest,
 ) -> Pending {
+    let ctx = ctx.clone();
     let (queued, queued_rx) = oneshot::channel::<()>();
     let previous = ctx
         .produce_chain
         .lock()
         .map(|mut c| c.replace(queued_rx))
         .unwrap_or(None);
-    async move { run(broker, req, body, previous, queued).await }.boxed()
+    async move { run(broker, &ctx, req, body, previous, queued).await }.boxed()
 }
 
 async fn run(
     broker: SharedBroker,
+    ctx: &ConnContext,
     req: RequestFrame,
     body: ProduceRequest,
     previous: Option<oneshot::Receiver<()>>,
@@ -103,6 +106,16 @@ async fn run(
             let name = t.name.to_string();
             let topic = match validate_topic_name(&name) {
                 Err(e) => Err(e),
+                Ok(())
+                    if !ctx
+                        .may(&broker, Operation::Write, ResourceType::Topic, &name)
+                        .await =>
+                {
+                    Err(KafkaError::new(
+                        ResponseError::TopicAuthorizationFailed,
+                        format!("{} may not write to topic '{name}'", ctx.principal()),
+                    ))
+                }
                 // As in Kafka, topics are auto-created by Metadata requests, not by Produce.
                 Ok(()) => broker.topic(&name).await,
             };

@@ -3,6 +3,7 @@
 //! (librdkafka, kcat, kafka-python, confluent-kafka) or raw sockets.
 
 mod admin;
+mod authz;
 mod bad_input;
 mod cluster;
 mod common;
@@ -11,6 +12,7 @@ mod durability;
 mod gateway;
 mod groups;
 mod groups_python;
+mod http_auth;
 mod kcat;
 mod lakehouse;
 mod offsets;
@@ -21,5 +23,6 @@ mod python;
 mod raw;
 mod registry;
 mod retention;
+mod sasl;
 mod storage;
 mod tls;
