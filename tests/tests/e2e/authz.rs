@@ -45,6 +45,9 @@ bindings = [
                'User:alice', '*', AclOperation.READ, AclPermissionType.ALLOW),
     AclBinding(ResourceType.TOPIC, 'led', ResourcePatternType.PREFIXED,
                'User:bob', '*', AclOperation.READ, AclPermissionType.ALLOW),
+    # Every principal may use any consumer group.
+    AclBinding(ResourceType.GROUP, '*', ResourcePatternType.LITERAL,
+               'User:*', '*', AclOperation.READ, AclPermissionType.ALLOW),
 ]
 for f in admin.create_acls(bindings).values():
     f.result(30)
@@ -53,15 +56,16 @@ every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, 
 out['acls'] = sorted('%s:%s:%s:%s:%s' % (b.restype.name, b.resource_pattern_type.name, b.name,
                      b.principal, b.operation.name) for b in admin.describe_acls(every).result(30))
 
+groups = iter(range(1000))
+
 def consume(user, password, client_id, group=None):
-    """Reads ledger/0 from offset 0: (values, first error name)."""
+    """Subscribes to ledger and reads it from the start: (values, the first
+    error, or None)."""
     extra = {'client.id': client_id, 'enable.auto.commit': False,
-             'group.id': group or ('%s-reader' % user)}
+             'auto.offset.reset': 'earliest',
+             'group.id': group or ('%s-reader-%d' % (user, next(groups)))}
     c = Consumer(conf(user, password, **extra))
-    if group:
-        c.subscribe(['ledger'])
-    else:
-        c.assign([TopicPartition('ledger', 0, 0)])
+    c.subscribe(['ledger'])
     values, error = [], None
     deadline = time.time() + 30
     while time.time() < deadline and len(values) < 3 and error is None:
@@ -132,6 +136,8 @@ fn acls_and_purpose_grants_decide_who_reads_what() {
         "User:admin,User:ANONYMOUS",
         "--policy-file",
         policy.path().to_str().unwrap(),
+        "--group-initial-rebalance-delay-ms",
+        "0",
     ]);
     for (user, password) in [
         ("admin", "admin-pw"),
@@ -151,6 +157,7 @@ fn acls_and_purpose_grants_decide_who_reads_what() {
     assert_eq!(
         v["acls"],
         serde_json::json!([
+            "GROUP:LITERAL:*:User:*:READ",
             "GROUP:PREFIXED:alice-:User:alice:READ",
             "TOPIC:LITERAL:ledger:User:alice:READ",
             "TOPIC:PREFIXED:led:User:bob:READ",
