@@ -307,10 +307,14 @@ pub async fn acls(cmd: AclsCmd) -> anyhow::Result<()> {
                 }
                 None => {
                     req.resource_type_filter = acl::ANY;
+                    req.resource_name_filter = None;
                     req.pattern_type_filter = acl::ANY;
                 }
             }
+            // The protocol crate's defaults are empty strings, which match
+            // nothing: null means any.
             req.principal_filter = principal.map(s);
+            req.host_filter = None;
             req.operation = acl::ANY;
             req.permission_type = acl::ANY;
             let mut c = Client::connect(&target.bootstrap).await?;

@@ -161,6 +161,7 @@ pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     listener: crate::security::Protocol,
+    principal: Option<String>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -169,6 +170,9 @@ pub async fn serve<S>(
     let (slots_tx, slots_rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, slots_rx));
     let ctx = Arc::new(ConnContext::new(peer, listener));
+    if let Some(p) = principal {
+        ctx.set_principal(&p);
+    }
     metrics::gauge!("sluice_connections").increment(1.0);
     let outcome = read_requests(&broker, rd, &ctx, slots_tx, &shutdown).await;
     match outcome {
@@ -297,7 +301,10 @@ async fn sasl_request(
 
 fn authenticated(ctx: &ConnContext, principal: Option<String>) {
     if let Some(p) = principal {
-        if ctx.principal().as_ref() != p {
+        if ctx.principal().as_ref() == p {
+            tracing::debug!(peer = %ctx.peer, principal = %p, "SASL re-authentication succeeded");
+            metrics::counter!("sluice_sasl_reauthentications_total").increment(1);
+        } else {
             tracing::info!(peer = %ctx.peer, principal = %p, "SASL authentication succeeded");
         }
         ctx.set_principal(&p);

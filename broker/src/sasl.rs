@@ -71,7 +71,7 @@ enum Kind {
     Plain,
     Scram {
         mechanism: Mechanism,
-        state: ScramState,
+        state: Box<ScramState>,
     },
 }
 
@@ -100,7 +100,7 @@ impl Exchange {
             "PLAIN" => Kind::Plain,
             other => Kind::Scram {
                 mechanism: Mechanism::from_name(other)?,
-                state: ScramState::Start,
+                state: Box::new(ScramState::Start),
             },
         };
         Some(Exchange { kind })

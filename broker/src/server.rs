@@ -263,13 +263,37 @@ async fn accept_loop(a: Accept) {
         let tls = a.tls.clone();
         a.connections.spawn(async move {
             match tls {
-                None => connection::serve(broker, stream, peer, protocol, stop).await,
+                None => connection::serve(broker, stream, peer, protocol, None, stop).await,
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(tls_stream)) => {
-                            connection::serve(broker, tls_stream, peer, protocol, stop).await
+                            // With --tls-client-ca, an SSL client is the
+                            // subject of its (verified) certificate.
+                            let cert = tls_stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first());
+                            let principal = match cert {
+                                Some(c) if protocol == crate::security::Protocol::Ssl => {
+                                    match crate::tls::principal_of(c) {
+                                        Some(p) => Some(p),
+                                        None => {
+                                            tracing::warn!(%peer, "client certificate subject unreadable, closing connection");
+                                            drop(permit);
+                                            return;
+                                        }
+                                    }
+                                }
+                                _ => None,
+                            };
+                            if let Some(p) = &principal {
+                                tracing::info!(%peer, principal = %p, "TLS client authenticated");
+                            }
+                            connection::serve(broker, tls_stream, peer, protocol, principal, stop)
+                                .await
                         }
                         Ok(Err(e)) => {
                             metrics::counter!("sluice_tls_handshake_failures_total").increment(1);

@@ -20,7 +20,10 @@ use crate::state::Broker;
 
 /// One topic's answer: its partitions' committed offsets, or `None` when
 /// the caller may not describe the topic.
-type Found = (String, Option<Vec<(i32, Option<CommittedOffset>)>>);
+type Found = (String, Option<Partitions>);
+
+/// Partitions with their committed offset, if any.
+type Partitions = Vec<(i32, Option<CommittedOffset>)>;
 
 /// (topic, partitions or None for all) → committed offsets found.
 async fn lookup(
@@ -43,7 +46,7 @@ async fn lookup(
     for o in stored {
         by_topic.entry(o.topic.clone()).or_default().push(o);
     }
-    let found: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = match wanted {
+    let found: Vec<(String, Partitions)> = match wanted {
         None => {
             let mut all: Vec<_> = by_topic
                 .into_iter()

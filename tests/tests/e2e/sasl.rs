@@ -232,3 +232,91 @@ fn bad_sasl_clients_lose_only_their_connection() {
         );
     }
 }
+
+const REAUTH_SCRIPT: &str = r#"
+import json, sys, time
+from confluent_kafka import Consumer, KafkaError, Producer
+sasl, topic = sys.argv[1], sys.argv[2]
+conf = {'bootstrap.servers': sasl, 'security.protocol': 'SASL_PLAINTEXT',
+        'sasl.mechanisms': 'SCRAM-SHA-256', 'sasl.username': 'alice',
+        'sasl.password': 'alice-secret'}
+p = Producer(conf)
+c = Consumer(dict(conf, **{'group.id': 'reauth', 'auto.offset.reset': 'earliest'}))
+c.subscribe([topic])
+got, errors = [], []
+# Produce one record a second for five session lifetimes, over the same
+# connections, and read them back as they come.
+for i in range(8):
+    p.produce(topic, value=b'tick-%d' % i)
+    p.flush(10)
+    deadline = time.time() + 1
+    while time.time() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() != KafkaError._PARTITION_EOF:
+                errors.append(m.error().name())
+            continue
+        got.append(m.value().decode())
+deadline = time.time() + 15
+while len(got) < 8 and time.time() < deadline:
+    m = c.poll(0.2)
+    if m is not None and not m.error():
+        got.append(m.value().decode())
+c.close()
+print(json.dumps({'got': got, 'errors': errors}))
+"#;
+
+/// KIP-368: with a session lifetime, clients re-authenticate on their open
+/// connections and keep working.
+#[test]
+fn sessions_are_renewed_by_reauthentication() {
+    let (broker, sasl) = sasl_broker(&[
+        "--authorizer",
+        "none",
+        "--sasl-session-lifetime-ms",
+        "1500",
+        "--http-open-health",
+        "true",
+        "--group-initial-rebalance-delay-ms",
+        "0",
+    ]);
+    set_user(&broker, "alice", "alice-secret");
+    let Some(out) = sluice_tests::run_python(REAUTH_SCRIPT, &[&sasl, "reauth"], KCAT_TIMEOUT)
+    else {
+        return;
+    };
+    let text = expect_success("confluent-kafka re-authentication script", &out);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bad script output ({e}): {text}"));
+    let want: Vec<String> = (0..8).map(|i| format!("tick-{i}")).collect();
+    assert_eq!(
+        v["got"],
+        serde_json::json!(want),
+        "{v}\n{}",
+        broker.log_tail(30)
+    );
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    let log = broker.log();
+    assert!(
+        !log.contains("SASL session expired"),
+        "a client was cut off instead of re-authenticating:\n{}",
+        broker.log_tail(30)
+    );
+    // The connections authenticated again and again: the broker counts it.
+    let mut s = TcpStream::connect(broker.http_addr()).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut s, &mut metrics).unwrap();
+    let reauths: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_sasl_reauthentications_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no re-authentication counter:\n{metrics}"));
+    assert!(reauths >= 2.0, "{reauths} re-authentications");
+}

@@ -228,3 +228,197 @@ fn unauthenticated_network_binds_need_the_explicit_flag() {
     };
     assert!(err.contains("private key"), "{err}");
 }
+
+/// A client certificate for `cn` signed by the test CA in `dir`:
+/// (cert.pem, key.pem).
+fn client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (key, csr, cert) = (
+        format!("{cn}.key"),
+        format!("{cn}.csr"),
+        format!("{cn}.pem"),
+    );
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &format!("/O=Sluice Tests/CN={cn}"),
+    ]);
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+    ]);
+    (dir.join(cert), dir.join(key))
+}
+
+#[test]
+fn client_certificates_name_the_principal() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(certs.path());
+    let (alice_cert, alice_key) = client_certificate(certs.path(), "alice");
+    let (bob_cert, bob_key) = client_certificate(certs.path(), "bob");
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start_with(&[
+        "--listeners",
+        &format!("PLAINTEXT://{{kafka}},SSL://{tls_addr}"),
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        "--tls-client-ca",
+        path(&ca),
+        // Local tools on the loopback plaintext listener administer.
+        "--super-users",
+        "User:ANONYMOUS",
+    ]);
+    let bootstrap = broker.bootstrap();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-b", bootstrap.as_str()]);
+        crate::lakehouse::sluice_cli(&all)
+    };
+    cli(&["topics", "create", "mtls"]);
+    for op in ["write", "read"] {
+        cli(&[
+            "acls",
+            "add",
+            "--allow",
+            "User:CN=alice,O=Sluice Tests",
+            "--operation",
+            op,
+            "--topic",
+            "mtls",
+        ]);
+    }
+    cli(&[
+        "acls",
+        "add",
+        "--allow",
+        "User:*",
+        "--operation",
+        "read",
+        "--group",
+        "*",
+    ]);
+    let listed = cli(&["acls", "list", "--topic", "mtls"]);
+    assert!(listed.contains("User:CN=alice,O=Sluice Tests"), "{listed}");
+
+    let ca_opt = format!("ssl.ca.location={}", path(&ca));
+    let as_client = |cert: &Path, key: &Path, more: &[&str], stdin: Option<&[u8]>| {
+        let cert_opt = format!("ssl.certificate.location={}", path(cert));
+        let key_opt = format!("ssl.key.location={}", path(key));
+        let mut args = vec![
+            "-b",
+            tls_addr.as_str(),
+            "-X",
+            "security.protocol=ssl",
+            "-X",
+            ca_opt.as_str(),
+            "-X",
+            cert_opt.as_str(),
+            "-X",
+            key_opt.as_str(),
+        ];
+        args.extend(more);
+        kcat(&args, stdin, KCAT_TIMEOUT).unwrap()
+    };
+    let out = as_client(
+        &alice_cert,
+        &alice_key,
+        &["-P", "-t", "mtls"],
+        Some(b"signed\n"),
+    );
+    expect_success("kcat -P with alice's certificate", &out);
+    let out = as_client(
+        &alice_cert,
+        &alice_key,
+        &["-C", "-t", "mtls", "-o", "beginning", "-e"],
+        None,
+    );
+    assert_eq!(expect_success("kcat -C as alice", &out).trim(), "signed");
+
+    // bob's certificate is valid, but bob has no ACL on the topic.
+    let out = as_client(
+        &bob_cert,
+        &bob_key,
+        &["-P", "-t", "mtls", "-m", "5"],
+        Some(b"forged\n"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("authorization failed"),
+        "bob's produce was not refused:\n{stderr}"
+    );
+
+    // Without a certificate there is no TLS session at all.
+    let out = kcat(
+        &[
+            "-b",
+            &tls_addr,
+            "-X",
+            "security.protocol=ssl",
+            "-X",
+            &ca_opt,
+            "-m",
+            "5",
+            "-L",
+        ],
+        None,
+        KCAT_TIMEOUT,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
+    let log = broker.log();
+    assert!(
+        log.contains("TLS client authenticated")
+            && log.contains("principal=User:CN=alice,O=Sluice Tests"),
+        "{}",
+        broker.log_tail(30)
+    );
+    let again = expect_success(
+        "kcat -C as alice, after",
+        &as_client(
+            &alice_cert,
+            &alice_key,
+            &["-C", "-t", "mtls", "-o", "beginning", "-e"],
+            None,
+        ),
+    );
+    assert_eq!(again.trim(), "signed", "bob's record got in");
+}
