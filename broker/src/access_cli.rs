@@ -11,7 +11,7 @@ use kafka_protocol::messages::{self as m};
 use clap::Args;
 
 use crate::acl::{self, CLUSTER_NAME, Operation, PatternType, Permission, ResourceType};
-use crate::cli::{Target, check, out, s};
+use crate::cli::{HttpTarget, Target, check, http_request, out, s};
 use crate::client::{Client, table};
 use crate::scram::{MAX_ITERATIONS, MIN_ITERATIONS, Mechanism};
 
@@ -398,6 +398,76 @@ pub async fn acls(cmd: AclsCmd) -> anyhow::Result<()> {
             }
             out(&format!("{removed} ACL(s) removed\n"));
         }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PurposesCmd {
+    /// List purpose grants: those made here and those of the policy file.
+    List(HttpTarget),
+    /// Let a principal declare a purpose (one the policy file names).
+    Grant {
+        principal: String,
+        purpose: String,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
+    /// Take back a grant made with `grant`.
+    Revoke {
+        principal: String,
+        purpose: String,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
+}
+
+/// `sluice purposes …`, over the broker's HTTP admin API (credentials from
+/// `SLUICE_HTTP_TOKEN` or `SLUICE_HTTP_USER`/`SLUICE_HTTP_PASSWORD`).
+pub async fn purposes(cmd: PurposesCmd) -> anyhow::Result<()> {
+    let body = |principal: &str, purpose: &str| {
+        serde_json::json!({"principal": principal, "purpose": purpose}).to_string()
+    };
+    let (method, target, body) = match &cmd {
+        PurposesCmd::List(target) => ("GET", target, String::new()),
+        PurposesCmd::Grant {
+            principal,
+            purpose,
+            target,
+        } => ("POST", target, body(principal, purpose)),
+        PurposesCmd::Revoke {
+            principal,
+            purpose,
+            target,
+        } => ("DELETE", target, body(principal, purpose)),
+    };
+    let (status, answer) = http_request(&target.http, method, "/admin/grants", &body).await?;
+    if status != 200 {
+        bail!("the broker answered HTTP {status}: {}", answer.trim());
+    }
+    let PurposesCmd::List(_) = cmd else {
+        out(&answer);
+        return Ok(());
+    };
+    let v: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|e| anyhow::anyhow!("unexpected answer from the broker: {e}"))?;
+    let mut rows = Vec::new();
+    for (source, key) in [("admin", "stored"), ("policy file", "file")] {
+        if let Some(map) = v[key].as_object() {
+            for (principal, purposes) in map {
+                for p in purposes.as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        principal.clone(),
+                        p.as_str().unwrap_or("").to_string(),
+                        source.to_string(),
+                    ]);
+                }
+            }
+        }
+    }
+    out(&table(&["PRINCIPAL", "PURPOSE", "GRANTED BY"], &rows));
+    if v["file"].is_null() && v["stored"].as_object().is_none_or(|m| m.is_empty()) {
+        eprintln!("no grants: any principal may declare any purpose");
     }
     Ok(())
 }

@@ -543,13 +543,28 @@ fn http_credentials() -> String {
 
 /// One HTTP/1.1 POST without a client library; returns (status, body).
 async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "POST", path, body).await
+}
+
+/// One HTTP/1.1 request without a client library; returns (status, body).
+pub(crate) async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot reach the broker's HTTP address {addr}: {e} (set --http)")
     })?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         http_credentials(),
+        if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/plain"
+        },
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

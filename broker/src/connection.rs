@@ -52,7 +52,8 @@ pub struct ConnContext {
     principal: std::sync::Mutex<Arc<str>>,
     /// The purpose decided for the client id last seen (clients send the
     /// same id in every request, so it is decided, and logged, once).
-    purpose: std::sync::Mutex<Option<(String, Decision)>>,
+    /// Keyed by the client id and the stored grants it was decided with.
+    purpose: std::sync::Mutex<Option<(String, usize, Decision)>>,
     /// Topics this connection has read, for the audit log.
     read_topics: std::sync::Mutex<HashSet<String>>,
 }
@@ -89,16 +90,23 @@ impl ConnContext {
 
     /// The purpose this connection's `client_id` declares, if its
     /// principal may declare it.
-    pub fn purpose(&self, policies: &Policies, client_id: &str) -> Decision {
+    pub fn purpose(
+        &self,
+        policies: &Policies,
+        stored: &Arc<crate::grants::Granted>,
+        client_id: &str,
+    ) -> Decision {
+        let version = Arc::as_ptr(stored) as usize;
         // std Mutex: held for a comparison and a clone, never across an await.
         let mut slot = self.purpose.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((id, decided)) = slot.as_ref()
+        if let Some((id, v, decided)) = slot.as_ref()
             && id == client_id
+            && *v == version
         {
             return decided.clone();
         }
         let principal = self.principal();
-        let decided = policies.declared(&principal, client_id);
+        let decided = policies.declared_granted(&principal, client_id, stored);
         if let Err(why) = &decided {
             tracing::warn!(
                 target: "sluice::audit",
@@ -110,7 +118,7 @@ impl ConnContext {
             );
             metrics::counter!("sluice_purpose_refusals_total").increment(1);
         }
-        *slot = Some((client_id.to_owned(), decided.clone()));
+        *slot = Some((client_id.to_owned(), version, decided.clone()));
         decided
     }
 

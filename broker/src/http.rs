@@ -59,6 +59,10 @@ pub fn router(broker: SharedBroker) -> Router {
         .route("/admin/tables/{topic}/compact", post(compact_table))
         .route("/admin/tables/{topic}/expire", post(expire_table))
         .route("/admin/tokens", get(list_tokens).post(create_token))
+        .route(
+            "/admin/grants",
+            get(list_grants).post(add_grant).delete(remove_grant),
+        )
         .route("/admin/tokens/{id}", axum::routing::delete(revoke_token))
         .with_state(Ctx {
             broker,
@@ -205,6 +209,91 @@ async fn revoke_token(
     Ok("revoked\n".into())
 }
 
+#[derive(serde::Deserialize)]
+struct Grant {
+    principal: String,
+    purpose: String,
+}
+
+/// `GET /admin/grants`: the stored grants and the policy file's, by principal.
+async fn list_grants(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    let stored = ctx.broker.purpose_grants.all().await.map_err(unavailable)?;
+    Ok(Json(serde_json::json!({
+        "stored": *stored,
+        "file": ctx.broker.config.policies.file_grants(),
+    })))
+}
+
+/// `POST /admin/grants` with `{"principal": "User:crm", "purpose": "billing"}`.
+async fn add_grant(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Json(g): Json<Grant>,
+) -> Result<String, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    if !ctx.broker.config.policies.knows(&g.purpose) {
+        let known: Vec<&str> = ctx.broker.config.policies.purposes().collect();
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "purpose '{}' is not in the policy file (known: {})\n",
+                g.purpose,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    if !g.principal.contains(':') {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "principal '{}' is not TYPE:NAME (e.g. User:crm)\n",
+                g.principal
+            ),
+        ));
+    }
+    ctx.broker
+        .purpose_grants
+        .grant(&g.principal, &g.purpose)
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(target: "sluice::audit", by = %caller.principal, principal = %g.principal, purpose = %g.purpose, "purpose granted");
+    Ok("granted\n".into())
+}
+
+/// `DELETE /admin/grants` with the same body.
+async fn remove_grant(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Json(g): Json<Grant>,
+) -> Result<String, Refusal> {
+    admin_only(&ctx, &caller).await?;
+    let found = ctx
+        .broker
+        .purpose_grants
+        .revoke(&g.principal, &g.purpose)
+        .await
+        .map_err(unavailable)?;
+    if !found {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} has no stored grant of '{}' (grants in the policy file change with the file)\n",
+                g.principal, g.purpose
+            ),
+        ));
+    }
+    tracing::info!(target: "sluice::audit", by = %caller.principal, principal = %g.principal, purpose = %g.purpose, "purpose grant revoked");
+    Ok("revoked\n".into())
+}
+
 fn unavailable(e: crate::meta::MetaError) -> Refusal {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
 }
@@ -260,9 +349,10 @@ async fn run_sql(
 ) -> Result<Json<sluice_lakehouse::sql::QueryResult>, (StatusCode, String)> {
     let broker = &ctx.broker;
     let principal = &*caller.principal;
+    let stored = broker.purpose_grants.all().await.map_err(unavailable)?;
     let purpose = match params.purpose.as_deref() {
         None | Some("") => None,
-        Some(p) => Some(broker.config.policies.allow(principal, p).map_err(|why| {
+        Some(p) => Some(broker.config.policies.allow_granted(principal, p, &stored).map_err(|why| {
             tracing::warn!(target: "sluice::audit", principal, reason = %why, "SQL purpose refused");
             (StatusCode::FORBIDDEN, format!("{why}\n"))
         })?),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod dead_letter;
 pub mod gateway_policy;
+pub mod grants;
 pub mod groups;
 pub mod handlers;
 pub mod http;

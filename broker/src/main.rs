@@ -37,6 +37,9 @@ enum Command {
     /// Manage SCRAM users (for SASL/SCRAM, SASL/PLAIN and HTTP basic auth).
     #[command(subcommand)]
     Users(sluice_broker::access_cli::UsersCmd),
+    /// Grant purposes to principals (who may declare which purpose).
+    #[command(subcommand)]
+    Purposes(sluice_broker::access_cli::PurposesCmd),
     /// Manage Kafka ACLs (enforced with `sluice serve --authorizer acl`).
     #[command(subcommand)]
     Acls(sluice_broker::access_cli::AclsCmd),
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
             Command::Users(cmd) => sluice_broker::access_cli::users(cmd).await,
             Command::Acls(cmd) => sluice_broker::access_cli::acls(cmd).await,
+            Command::Purposes(cmd) => sluice_broker::access_cli::purposes(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
             Command::Sql {
                 statement,

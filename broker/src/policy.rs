@@ -150,6 +150,18 @@ impl Policies {
 
     /// Checks that `principal` may read for `purpose`.
     pub fn allow(&self, principal: &str, purpose: &str) -> Result<Purpose, String> {
+        self.allow_granted(principal, purpose, &crate::grants::Granted::new())
+    }
+
+    /// As [`Policies::allow`], with grants from the metadata store too:
+    /// once any grant exists (in the file or the store), a principal may
+    /// declare only the purposes granted to it in either.
+    pub fn allow_granted(
+        &self,
+        principal: &str,
+        purpose: &str,
+        stored: &crate::grants::Granted,
+    ) -> Result<Purpose, String> {
         if !self.purposes.contains_key(purpose) {
             let known: Vec<&str> = self.purposes.keys().map(String::as_str).collect();
             return Err(if known.is_empty() {
@@ -161,9 +173,13 @@ impl Policies {
                 )
             });
         }
-        if let Some(grants) = &self.grants
-            && !grants.get(principal).is_some_and(|g| g.contains(purpose))
-        {
+        let restricted = self.grants.is_some() || !stored.is_empty();
+        let in_file = self
+            .grants
+            .as_ref()
+            .is_some_and(|g| g.get(principal).is_some_and(|g| g.contains(purpose)));
+        let in_store = stored.get(principal).is_some_and(|g| g.contains(purpose));
+        if restricted && !in_file && !in_store {
             return Err(format!(
                 "principal {principal} is not granted purpose '{purpose}'"
             ));
@@ -174,10 +190,38 @@ impl Policies {
     /// The purpose declared in `client_id`, checked against `principal`'s
     /// grants. `Ok(None)`: no purpose declared.
     pub fn declared(&self, principal: &str, client_id: &str) -> Result<Option<Purpose>, String> {
+        self.declared_granted(principal, client_id, &crate::grants::Granted::new())
+    }
+
+    /// As [`Policies::declared`], with the metadata store's grants too.
+    pub fn declared_granted(
+        &self,
+        principal: &str,
+        client_id: &str,
+        stored: &crate::grants::Granted,
+    ) -> Result<Option<Purpose>, String> {
         match declared_purpose(client_id)? {
             None => Ok(None),
-            Some(p) => self.allow(principal, p).map(Some),
+            Some(p) => self.allow_granted(principal, p, stored).map(Some),
         }
+    }
+
+    /// The policy file's `[grants]`, if it has the table.
+    pub fn file_grants(&self) -> Option<BTreeMap<String, Vec<String>>> {
+        self.grants.as_ref().map(|g| {
+            g.iter()
+                .map(|(p, set)| {
+                    let mut v: Vec<String> = set.iter().cloned().collect();
+                    v.sort();
+                    (p.clone(), v)
+                })
+                .collect()
+        })
+    }
+
+    /// Whether `purpose` is one the policy file names.
+    pub fn knows(&self, purpose: &str) -> bool {
+        self.purposes.contains_key(purpose)
     }
 
     /// What `purpose` gets instead of `field`, or `None` when it may read it.

@@ -35,6 +35,8 @@ pub struct Broker {
     pub credentials: crate::scram::Credentials,
     /// Kafka ACLs, asked before every action.
     pub authorizer: crate::acl::Authorizer,
+    /// Purpose grants made with the admin API.
+    pub purpose_grants: crate::grants::PurposeGrants,
     /// Topics by name, with when they were read from the metadata store.
     topics: RwLock<HashMap<String, (Arc<TopicRecord>, std::time::Instant)>>,
 }
@@ -120,6 +122,7 @@ impl Broker {
         Broker {
             credentials: crate::scram::Credentials::new(p.meta.clone()),
             authorizer: crate::acl::Authorizer::new(p.config.security.clone(), p.meta.clone()),
+            purpose_grants: crate::grants::PurposeGrants::new(p.meta.clone()),
             redactor: crate::policy::Redactor::new(
                 p.validator.clone(),
                 p.config.policies.clone(),

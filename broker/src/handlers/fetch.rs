@@ -29,7 +29,14 @@ pub async fn handle(
     ctx: &ConnContext,
     client_id: &str,
 ) -> FetchResponse {
-    let purpose = match ctx.purpose(&broker.config.policies, client_id) {
+    let stored = match broker.purpose_grants.all().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read purpose grants; refusing the fetch");
+            return refused(&req, "purpose grants unavailable");
+        }
+    };
+    let purpose = match ctx.purpose(&broker.config.policies, &stored, client_id) {
         Ok(p) => p,
         Err(why) => return refused(&req, &why),
     };

@@ -169,6 +169,33 @@ fn http_interfaces_want_credentials() {
     let (status, body) = sql(&bearer, "billing");
     assert_eq!(status, 400, "no READ ACL, no table: {body}");
 
+    // An admin grants bob billing with `sluice purposes`, then takes it back.
+    let purposes = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(sluice_tests::sluice_bin().unwrap());
+        cmd.arg("purposes")
+            .args(args)
+            .args(["--http", &http_addr])
+            .env("SLUICE_HTTP_USER", "admin")
+            .env("SLUICE_HTTP_PASSWORD", "admin-pw");
+        let out = sluice_tests::run_with_timeout(&mut cmd, None, Duration::from_secs(60)).unwrap();
+        sluice_tests::expect_success(&format!("sluice purposes {}", args.join(" ")), &out)
+    };
+    purposes(&["grant", "User:bob", "billing"]);
+    let listed = purposes(&["list"]);
+    assert!(
+        listed.contains("User:bob") && listed.contains("admin"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("User:alice") && listed.contains("policy file"),
+        "{listed}"
+    );
+    let (status, body) = sql(&basic("bob", "bob-pw"), "billing");
+    assert_eq!(status, 400, "granted now, but still no READ ACL: {body}");
+    purposes(&["revoke", "User:bob", "billing"]);
+    let (status, body) = sql(&basic("bob", "bob-pw"), "billing");
+    assert_eq!(status, 403, "{body}");
+
     let acl = |principal: &str| {
         let out = sluice_tests::run_with_timeout(
             std::process::Command::new(sluice_tests::sluice_bin().unwrap()).args([
