@@ -117,10 +117,115 @@ pub fn protect(router: Router, broker: SharedBroker) -> Router {
 
 type Refusal = (StatusCode, String);
 
+/// The Iceberg REST catalog with the authorizer in front: loading a table
+/// needs READ on its topic, committing to one ALTER on the cluster, and
+/// table lists leave out the tables of topics the caller may not READ.
+pub fn guard_catalog(router: Router, broker: SharedBroker) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(broker, catalog_acls))
+}
+
+async fn catalog_acls(
+    State(broker): State<SharedBroker>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !broker.authorizer.enabled() {
+        return next.run(req).await;
+    }
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let forbidden = |what: String| {
+        (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": {
+                "message": what, "type": "ForbiddenException", "code": 403}})),
+        )
+            .into_response()
+    };
+    let readable = |table: String| {
+        let broker = broker.clone();
+        let caller = caller.clone();
+        async move {
+            let Ok(topics) = broker.meta.list_topics().await else {
+                return false;
+            };
+            for t in topics
+                .iter()
+                .filter(|t| sluice_lakehouse::table::table_name(&t.name) == table)
+            {
+                let ok = broker
+                    .authorizer
+                    .allows(
+                        &caller.principal,
+                        caller.ip,
+                        crate::acl::Operation::Read,
+                        crate::acl::ResourceType::Topic,
+                        &t.name,
+                    )
+                    .await;
+                if !ok {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    match parts.as_slice() {
+        ["v1", "namespaces", _, "tables", table] => {
+            let table = table.to_string();
+            if req.method() == axum::http::Method::POST {
+                if let Err((_, why)) = admin_only_for(&broker, &caller).await {
+                    return forbidden(why);
+                }
+            } else if !readable(table.clone()).await {
+                return forbidden(format!(
+                    "{} may not read table {table} (needs READ on its topic)",
+                    caller.principal
+                ));
+            }
+            next.run(req).await
+        }
+        ["v1", "namespaces", _, "tables"] => {
+            let resp = next.run(req).await;
+            if resp.status() != StatusCode::OK {
+                return resp;
+            }
+            let (head, body) = resp.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return axum::response::Response::from_parts(head, bytes.into());
+            };
+            if let Some(ids) = v["identifiers"].as_array() {
+                let mut kept = Vec::new();
+                for id in ids {
+                    let name = id["name"].as_str().unwrap_or("").to_string();
+                    if readable(name).await {
+                        kept.push(id.clone());
+                    }
+                }
+                v["identifiers"] = serde_json::Value::Array(kept);
+            }
+            let mut head = head;
+            head.headers.remove(axum::http::header::CONTENT_LENGTH);
+            axum::response::Response::from_parts(head, v.to_string().into())
+        }
+        _ => next.run(req).await,
+    }
+}
+
 /// Admin endpoints need ALTER on the cluster (anyone, without an authorizer).
 async fn admin_only(ctx: &Ctx, caller: &Caller) -> Result<(), Refusal> {
-    let ok = ctx
-        .broker
+    admin_only_for(&ctx.broker, caller).await
+}
+
+async fn admin_only_for(broker: &SharedBroker, caller: &Caller) -> Result<(), Refusal> {
+    let ok = broker
         .authorizer
         .allows(
             &caller.principal,

@@ -106,9 +106,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let http = crate::http::serve(
         config.http_addr,
         crate::http::protect(
-            crate::http::router(broker.clone()).merge(sluice_lakehouse::rest::router(Arc::new(
-                lake.catalog().clone(),
-            ))),
+            crate::http::router(broker.clone()).merge(crate::http::guard_catalog(
+                sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone())),
+                broker.clone(),
+            )),
             broker.clone(),
         ),
         "HTTP endpoint (Iceberg REST catalog, health, metrics)",

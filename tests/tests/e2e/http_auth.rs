@@ -230,6 +230,21 @@ fn http_interfaces_want_credentials() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // The REST catalog follows the same ACLs: alice loads and lists the
+    // table, bob (no READ on the topic) does neither.
+    let table = "/v1/namespaces/kafka/tables/invoices";
+    let (status, body) = http(&http_addr, "GET", table, Some(&bearer), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(&http_addr, "GET", table, Some(&basic("bob", "bob-pw")), "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("ForbiddenException"), "{body}");
+    let tables = "/v1/namespaces/kafka/tables";
+    let (_, listed) = http(&http_addr, "GET", tables, Some(&bearer), "");
+    assert!(listed.contains("invoices"), "{listed}");
+    let (status, listed) = http(&http_addr, "GET", tables, Some(&basic("bob", "bob-pw")), "");
+    assert_eq!(status, 200);
+    assert!(!listed.contains("invoices"), "{listed}");
+
     let id = made["id"].as_str().unwrap();
     let (status, _) = http(
         &http_addr,
