@@ -246,17 +246,28 @@ impl Credentials {
         if let Some(ok) = self.checked.get(&key) {
             return Ok(ok);
         }
-        let mut ok = false;
+        let mut found = None;
         for m in Mechanism::ALL {
             if let Some(c) = self.get(user, m).await? {
-                // PBKDF2 is deliberately slow: off the async threads.
-                let password = password.to_owned();
-                ok = tokio::task::spawn_blocking(move || c.matches(&password))
-                    .await
-                    .unwrap_or(false);
+                found = Some(c);
                 break;
             }
         }
+        // An unknown user costs the same PBKDF2 as a known one, so the
+        // answer's timing does not tell who exists.
+        let (c, known) = match found {
+            Some(c) => (c, true),
+            None => (
+                Credential::from_salted(Mechanism::Sha256, vec![0; 24], MIN_ITERATIONS, &[0; 32]),
+                false,
+            ),
+        };
+        // PBKDF2 is deliberately slow: off the async threads.
+        let password = password.to_owned();
+        let matched = tokio::task::spawn_blocking(move || c.matches(&password))
+            .await
+            .unwrap_or(false);
+        let ok = known && matched;
         self.checked.insert(key, ok);
         Ok(ok)
     }

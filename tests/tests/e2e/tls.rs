@@ -15,19 +15,22 @@ use crate::raw::frame;
 const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A CA and a certificate it signed for 127.0.0.1: (ca.pem, server.pem, server.key).
+/// Runs openssl in `dir`; panics with its error output on failure.
+fn run_openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (installed by tests/run)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl (installed by tests/run)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| run_openssl(dir, args);
     let ec = [
         "-newkey",
         "ec",
@@ -232,18 +235,7 @@ fn unauthenticated_network_binds_need_the_explicit_flag() {
 /// A client certificate for `cn` signed by the test CA in `dir`:
 /// (cert.pem, key.pem).
 fn client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| run_openssl(dir, args);
     let (key, csr, cert) = (
         format!("{cn}.key"),
         format!("{cn}.csr"),
