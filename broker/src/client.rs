@@ -28,7 +28,52 @@ impl Client {
             )
         })?;
         stream.set_nodelay(true)?;
-        Ok(Client { stream, next_id: 1 })
+        let mut client = Client { stream, next_id: 1 };
+        if let Some(login) = SaslLogin::from_env()? {
+            client.authenticate(&login).await.with_context(|| {
+                format!(
+                    "SASL {} login to {addr} as '{}'",
+                    login.mechanism, login.user
+                )
+            })?;
+        }
+        Ok(client)
+    }
+
+    /// SaslHandshake and SaslAuthenticate, for brokers whose listener
+    /// wants SASL.
+    async fn authenticate(&mut self, login: &SaslLogin) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let mut hs = SaslHandshakeRequest::default();
+        hs.mechanism = StrBytes::from_string(login.mechanism.clone());
+        let resp = self.send(&hs, 1).await?;
+        if resp.error_code != 0 {
+            let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            bail!(
+                "the broker does not offer {} (it offers: {})",
+                login.mechanism,
+                offered.join(", ")
+            );
+        }
+        let mut exchange = ClientExchange::new(login)?;
+        let mut token = exchange.first();
+        loop {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = token.into();
+            let resp = self.send(&req, 1).await?;
+            if resp.error_code != 0 {
+                bail!(
+                    "{}",
+                    resp.error_message
+                        .as_deref()
+                        .unwrap_or("authentication failed")
+                );
+            }
+            match exchange.next(&resp.auth_bytes)? {
+                Some(t) => token = t,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Sends `req` at `version` and returns the decoded response.
@@ -71,6 +116,139 @@ impl Client {
             tracing::debug!(left = body.remaining(), "response had trailing bytes");
         }
         Ok(resp)
+    }
+}
+
+/// SASL credentials for the commands, from `SLUICE_SASL_MECHANISM`
+/// (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), `SLUICE_SASL_USERNAME` and
+/// `SLUICE_SASL_PASSWORD`.
+pub struct SaslLogin {
+    pub mechanism: String,
+    pub user: String,
+    password: String,
+}
+
+impl SaslLogin {
+    fn from_env() -> anyhow::Result<Option<SaslLogin>> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let Some(mechanism) = var("SLUICE_SASL_MECHANISM") else {
+            return Ok(None);
+        };
+        let (Some(user), Some(password)) =
+            (var("SLUICE_SASL_USERNAME"), var("SLUICE_SASL_PASSWORD"))
+        else {
+            bail!(
+                "SLUICE_SASL_MECHANISM is set: set SLUICE_SASL_USERNAME and SLUICE_SASL_PASSWORD too"
+            );
+        };
+        Ok(Some(SaslLogin {
+            mechanism: mechanism.to_ascii_uppercase(),
+            user,
+            password,
+        }))
+    }
+}
+
+/// The client side of a PLAIN or SCRAM exchange.
+enum ClientExchange {
+    Plain(Vec<u8>),
+    Scram {
+        mechanism: crate::scram::Mechanism,
+        password: String,
+        nonce: String,
+        first_bare: String,
+        /// After the server's first message: the signature to expect.
+        server_signature: Option<Vec<u8>>,
+    },
+}
+
+impl ClientExchange {
+    fn new(login: &SaslLogin) -> anyhow::Result<ClientExchange> {
+        use base64::Engine as _;
+        if login.mechanism == "PLAIN" {
+            return Ok(ClientExchange::Plain(
+                format!("\0{}\0{}", login.user, login.password).into_bytes(),
+            ));
+        }
+        let Some(mechanism) = crate::scram::Mechanism::from_name(&login.mechanism) else {
+            bail!(
+                "unknown SASL mechanism '{}' (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                login.mechanism
+            );
+        };
+        let nonce = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>());
+        let user = login.user.replace('=', "=3D").replace(',', "=2C");
+        Ok(ClientExchange::Scram {
+            mechanism,
+            password: login.password.clone(),
+            first_bare: format!("n={user},r={nonce}"),
+            nonce,
+            server_signature: None,
+        })
+    }
+
+    fn first(&self) -> Vec<u8> {
+        match self {
+            ClientExchange::Plain(token) => token.clone(),
+            ClientExchange::Scram { first_bare, .. } => format!("n,,{first_bare}").into_bytes(),
+        }
+    }
+
+    /// The answer to the server's token, or `None` when the exchange is over.
+    fn next(&mut self, server: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let ClientExchange::Scram {
+            mechanism,
+            password,
+            nonce,
+            first_bare,
+            server_signature,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let text =
+            std::str::from_utf8(server).context("the server's SCRAM message is not UTF-8")?;
+        if let Some(expected) = server_signature {
+            let got = text
+                .strip_prefix("v=")
+                .and_then(|v| b64.decode(v).ok())
+                .context("the server's final SCRAM message has no signature")?;
+            if got != *expected {
+                bail!("the broker's SCRAM signature is wrong: it does not know this user's key");
+            }
+            return Ok(None);
+        }
+        let attr = |k: &str| {
+            text.split(',')
+                .find_map(|a| a.strip_prefix(k))
+                .map(str::to_owned)
+        };
+        let (Some(r), Some(salt), Some(iterations)) = (attr("r="), attr("s="), attr("i=")) else {
+            bail!("malformed SCRAM server message");
+        };
+        if !r.starts_with(nonce.as_str()) {
+            bail!("the broker's SCRAM nonce does not extend ours");
+        }
+        let salt = b64.decode(salt).context("the SCRAM salt is not base64")?;
+        let iterations: i32 = iterations.parse().context("the SCRAM iteration count")?;
+        let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
+        let client_key = mechanism.hmac(&salted, &[b"Client Key"]);
+        let stored_key = mechanism.hash(&client_key);
+        let without_proof = format!("c=biws,r={r}");
+        let auth_message = format!("{first_bare},{text},{without_proof}");
+        let signature = mechanism.hmac(&stored_key, &[auth_message.as_bytes()]);
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let server_key = mechanism.hmac(&salted, &[b"Server Key"]);
+        *server_signature = Some(mechanism.hmac(&server_key, &[auth_message.as_bytes()]));
+        Ok(Some(
+            format!("{without_proof},p={}", b64.encode(proof)).into_bytes(),
+        ))
     }
 }
 

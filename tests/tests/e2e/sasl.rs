@@ -127,6 +127,22 @@ fn scram_and_plain_let_the_right_users_in() {
     );
     assert!(log.contains("user 'mallory'"), "{}", broker.log_tail(40));
 
+    // The `sluice` commands log in with SASL from the environment.
+    let cli = |password: &str| {
+        let mut cmd = std::process::Command::new(sluice_bin().unwrap());
+        cmd.args(["topics", "list", "-b", &sasl])
+            .env("SLUICE_SASL_MECHANISM", "SCRAM-SHA-512")
+            .env("SLUICE_SASL_USERNAME", "alice")
+            .env("SLUICE_SASL_PASSWORD", password);
+        run_with_timeout(&mut cmd, None, Duration::from_secs(60)).unwrap()
+    };
+    let text = expect_success("sluice topics list over SASL", &cli("alice-secret"));
+    assert!(text.contains("sasl-orders"), "{text}");
+    let out = cli("wrong");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid credentials"), "{stderr}");
+
     // A deleted user can no longer log in.
     crate::lakehouse::sluice_cli(&["users", "delete", "alice", "-b", &broker.bootstrap()]);
     let out = run_kcat(&sha256, &["-L", "-m", "5"], None);
