@@ -321,6 +321,32 @@ impl Authorizer {
         rtype: ResourceType,
         name: &str,
     ) -> bool {
+        self.check(principal, host, op, rtype, name, true).await
+    }
+
+    /// As [`Authorizer::allows`], for leaving resources out of a listing:
+    /// a refusal is not an event worth an audit line (a Metadata request
+    /// for all topics would log one per topic, every refresh).
+    pub async fn shows(
+        &self,
+        principal: &str,
+        host: IpAddr,
+        op: Operation,
+        rtype: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.check(principal, host, op, rtype, name, false).await
+    }
+
+    async fn check(
+        &self,
+        principal: &str,
+        host: IpAddr,
+        op: Operation,
+        rtype: ResourceType,
+        name: &str,
+        audit: bool,
+    ) -> bool {
         if !self.enabled() || self.security.is_super_user(principal) {
             return true;
         }
@@ -340,7 +366,7 @@ impl Authorizer {
             rtype,
             name,
         );
-        if !ok {
+        if !ok && audit {
             tracing::info!(
                 target: "sluice::audit",
                 principal,

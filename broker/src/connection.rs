@@ -139,6 +139,22 @@ impl ConnContext {
             .await
     }
 
+    /// As [`ConnContext::may`], for leaving a resource out of a listing
+    /// (not audit-logged).
+    pub async fn shows(
+        &self,
+        broker: &crate::state::Broker,
+        op: crate::acl::Operation,
+        rtype: crate::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        !broker.authorizer.enabled()
+            || broker
+                .authorizer
+                .shows(&self.principal(), self.peer.ip(), op, rtype, name)
+                .await
+    }
+
     /// Whether the principal may do `op` on the cluster.
     pub async fn may_on_cluster(
         &self,

@@ -159,7 +159,7 @@ async fn catalog_acls(
             {
                 let ok = broker
                     .authorizer
-                    .allows(
+                    .shows(
                         &caller.principal,
                         caller.ip,
                         crate::acl::Operation::Read,
@@ -470,7 +470,7 @@ async fn run_sql(
         for t in broker.meta.list_topics().await.map_err(unavailable)? {
             let readable = broker
                 .authorizer
-                .allows(
+                .shows(
                     principal,
                     caller.ip,
                     crate::acl::Operation::Read,

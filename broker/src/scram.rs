@@ -1,9 +1,6 @@
 //! SCRAM credentials (RFC 5802, RFC 7677): derivation, storage in the
 //! metadata store, and password checks for SASL/PLAIN and HTTP basic auth.
 //!
-//! The `scram_credentials` table these queries use comes with the SASL
-//! listeners that read it; nothing calls [`Credentials`] before then.
-//!
 //! Only the salt, the iteration count, `StoredKey` and `ServerKey` are kept;
 //! a stolen copy of the store does not give anyone a password, nor lets
 //! them log in (that needs `ClientKey`, which only the password yields).

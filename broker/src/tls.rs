@@ -166,10 +166,10 @@ fn attribute_name(oid: &[u8]) -> String {
 fn dotted(oid: &[u8]) -> String {
     let mut out = Vec::new();
     let mut n: u64 = 0;
-    for (i, b) in oid.iter().enumerate() {
+    for b in oid {
         n = (n << 7) | (b & 0x7f) as u64;
         if b & 0x80 == 0 {
-            if out.is_empty() && i < oid.len() {
+            if out.is_empty() {
                 let first = (n / 40).min(2);
                 out.push(first);
                 out.push(n - first * 40);

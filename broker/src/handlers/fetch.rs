@@ -20,6 +20,10 @@ use crate::policy::Purpose;
 use crate::read;
 use crate::state::{Broker, KafkaError};
 
+/// The stored grants of a client that declares no purpose: none needed.
+static NO_GRANTS: std::sync::LazyLock<std::sync::Arc<crate::grants::Granted>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Longest wait honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -29,17 +33,43 @@ pub async fn handle(
     ctx: &ConnContext,
     client_id: &str,
 ) -> FetchResponse {
-    let stored = match broker.purpose_grants.all().await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read purpose grants; refusing the fetch");
-            return refused(&req, "purpose grants unavailable");
+    // Stored grants matter only to a client that declares a purpose.
+    let stored = if matches!(crate::policy::declared_purpose(client_id), Ok(Some(_))) {
+        match broker.purpose_grants.all().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read purpose grants; refusing the fetch");
+                return refused(&req, "purpose grants unavailable");
+            }
         }
+    } else {
+        NO_GRANTS.clone()
     };
     let purpose = match ctx.purpose(&broker.config.policies, &stored, client_id) {
         Ok(p) => p,
         Err(why) => return refused(&req, &why),
     };
+    // Authorized once per request, not on every wake of a long poll.
+    let mut readable = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = if !t.topic_id.is_nil() && t.topic.is_empty() {
+            match broker.topic_by_uuid(t.topic_id).await {
+                Ok(Some(found)) => found.name.clone(),
+                // Unknown ids answer UNKNOWN_TOPIC_ID below.
+                _ => {
+                    readable.push(true);
+                    continue;
+                }
+            }
+        } else {
+            t.topic.to_string()
+        };
+        // Unauthorized topics fail alike whether they exist or not.
+        readable.push(
+            ctx.may(broker, Operation::Read, ResourceType::Topic, &name)
+                .await,
+        );
+    }
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let started = Instant::now();
     let deadline = started + wait;
@@ -48,7 +78,7 @@ pub async fn handle(
         // Mark the current commit as seen before reading, so a commit that
         // lands while we read wakes the wait below.
         commits.borrow_and_update();
-        let (resp, bytes, errors) = read_all(broker, ctx, &req, purpose.as_ref()).await;
+        let (resp, bytes, errors) = read_all(broker, &readable, &req, purpose.as_ref()).await;
         if bytes >= req.min_bytes.max(0) as usize || errors || Instant::now() >= deadline {
             audit(ctx, &resp, purpose.as_ref());
             metrics::counter!("sluice_fetch_bytes_total").increment(bytes as u64);
@@ -137,9 +167,10 @@ fn audit(ctx: &ConnContext, resp: &FetchResponse, purpose: Option<&Purpose>) {
     }
 }
 
+/// `readable[i]`: the caller may read `req.topics[i]`.
 async fn read_all(
     broker: &Broker,
-    ctx: &ConnContext,
+    readable: &[bool],
     req: &FetchRequest,
     purpose: Option<&Purpose>,
 ) -> (FetchResponse, usize, bool) {
@@ -151,27 +182,16 @@ async fn read_all(
     };
     let mut total = 0usize;
     let mut errors = false;
-    for t in &req.topics {
+    for (i, t) in req.topics.iter().enumerate() {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = t.topic.clone();
         tr.topic_id = t.topic_id;
-        let topic = if !t.topic_id.is_nil() && t.topic.is_empty() {
+        let topic = if !readable.get(i).copied().unwrap_or(false) {
+            Err(KafkaError::new(ResponseError::TopicAuthorizationFailed, ""))
+        } else if !t.topic_id.is_nil() && t.topic.is_empty() {
             broker.topic_by_uuid(t.topic_id).await
         } else {
             broker.topic(&t.topic).await
-        };
-        // Unauthorized topics fail alike whether they exist or not.
-        let name = match &topic {
-            Ok(Some(found)) => found.name.as_str(),
-            _ => t.topic.as_str(),
-        };
-        let topic = if ctx
-            .may(broker, Operation::Read, ResourceType::Topic, name)
-            .await
-        {
-            topic
-        } else {
-            Err(KafkaError::new(ResponseError::TopicAuthorizationFailed, ""))
         };
         for p in &t.partitions {
             let mut pd = unknown_partition(p.partition);

@@ -21,7 +21,7 @@ pub async fn handle(
     for g in broker.groups.list().await {
         if !everything
             && !ctx
-                .may(
+                .shows(
                     broker,
                     Operation::Describe,
                     ResourceType::Group,

@@ -52,7 +52,7 @@ pub async fn handle(
                 // Topics the principal may not describe are left out.
                 for t in all.iter() {
                     if ctx
-                        .may(broker, Operation::Describe, ResourceType::Topic, &t.name)
+                        .shows(broker, Operation::Describe, ResourceType::Topic, &t.name)
                         .await
                     {
                         resp.topics.push(topic_entry(broker, t));

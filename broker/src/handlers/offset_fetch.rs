@@ -80,7 +80,7 @@ async fn lookup(
     let mut out = Vec::with_capacity(found.len());
     for (topic, parts) in found {
         let visible = ctx
-            .may(broker, Operation::Describe, ResourceType::Topic, &topic)
+            .shows(broker, Operation::Describe, ResourceType::Topic, &topic)
             .await;
         out.push((topic, visible.then_some(parts)));
     }
