@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_lakehouse::table::Partitioning;
-use sluice_lakehouse::{KafkaRow, Lakehouse, TopicTable, ValueFormat};
+use sluice_lakehouse::{FramedAs, Framing, KafkaRow, Lakehouse, TopicTable, ValueFormat};
 use sluice_schema_registry::RegistryError;
 use tokio_util::sync::CancellationToken;
 
@@ -170,12 +170,36 @@ async fn mark_archived_at_startup(broker: &SharedBroker, lake: &Lakehouse) -> an
     Ok(())
 }
 
-/// The value format of a topic and a name for it that changes whenever
-/// the table's columns must be derived again.
-async fn value_format(
+/// What a topic's `value` column holds.
+enum ValueColumn {
+    /// No value schema: values are kept as bytes only.
+    Bytes,
+    /// The schema declares several messages and there is no record yet to
+    /// say which one the topic carries: the table waits for the first.
+    Undecided,
+    /// Values of this message, with a name for the layout that changes
+    /// whenever the table's columns must be derived again.
+    Message(ValueFormat, String),
+}
+
+/// Which message a topic's table holds.
+///
+/// - `sluice.value.message.type` (raw Protobuf) names it;
+/// - otherwise the message the table already holds (`pinned`), as long as
+///   the subject's latest schema still declares it;
+/// - otherwise the only top-level message of the schema;
+/// - otherwise the message that the first record's framing names
+///   (`framings`, in record order; `records` says whether there are any).
+///
+/// Once chosen it stays: records framed as another message of the schema
+/// are kept as bytes with a null `value`, and reported.
+async fn value_column(
     broker: &SharedBroker,
     topic: &TopicRecord,
-) -> anyhow::Result<(Option<ValueFormat>, String)> {
+    pinned: Option<&str>,
+    framings: &[FramedAs],
+    records: bool,
+) -> anyhow::Result<ValueColumn> {
     let subject = format!("{}-value", topic.name);
     let latest = match broker
         .validator
@@ -184,26 +208,87 @@ async fn value_format(
         .await
     {
         Ok(s) => s,
-        Err(RegistryError::SubjectNotFound(_)) => return Ok((None, "none".into())),
+        Err(RegistryError::SubjectNotFound(_)) => return Ok(ValueColumn::Bytes),
         Err(e) => anyhow::bail!("cannot read subject {subject}: {e}"),
     };
+    let pool = latest.schema.pool();
     let raw_type = topic.config.get(VALUE_MESSAGE_TYPE);
-    let (message, framed) = if raw_type.is_empty() {
-        let message = latest
-            .schema
-            .record_type()
-            .ok_or_else(|| anyhow::anyhow!("subject {subject} declares no message"))?;
-        (message, true)
+    let (message, framing) = if raw_type.is_empty() {
+        let declared = |name: &str| pool.get_message_by_name(name);
+        let top_level: Vec<_> = latest.schema.file().messages().collect();
+        let chosen = pinned
+            .and_then(declared)
+            .or_else(|| (top_level.len() == 1).then(|| top_level[0].clone()))
+            .or_else(|| framings.iter().find_map(|f| declared(&f.message)));
+        let message = match (chosen, top_level.first()) {
+            (Some(message), _) => message,
+            (None, None) => anyhow::bail!("subject {subject} declares no message"),
+            (None, Some(_)) if !records => return Ok(ValueColumn::Undecided),
+            (None, Some(first)) => {
+                // None of the records names a message of the latest schema
+                // (all are reported as undecodable): the table cannot wait
+                // for ever, or retention could not free their segments.
+                tracing::warn!(
+                    topic = %topic.name,
+                    message = first.full_name(),
+                    "no archived record names a message of the latest value schema; the table takes its first message"
+                );
+                first.clone()
+            }
+        };
+        (message, Framing::Confluent(Arc::new(framings.to_vec())))
     } else {
-        let message = latest
-            .schema
-            .pool()
+        let message = pool
             .get_message_by_name(raw_type)
             .ok_or_else(|| anyhow::anyhow!("subject {subject} has no message {raw_type}"))?;
-        (message, false)
+        (message, Framing::Raw)
     };
     let source = format!("{subject}:{}:{}", latest.id, message.full_name());
-    Ok((Some(ValueFormat { message, framed }), source))
+    Ok(ValueColumn::Message(
+        ValueFormat { message, framing },
+        source,
+    ))
+}
+
+/// The message each framing among `rows` names, in order of first use
+/// (framings whose schema cannot be read or has no such message are left
+/// out: their values are reported as undecodable).
+async fn framings(broker: &SharedBroker, rows: &[KafkaRow<'_>]) -> Vec<FramedAs> {
+    let mut seen: Vec<(u32, Vec<i32>)> = Vec::new();
+    let mut out = Vec::new();
+    for value in rows.iter().filter_map(|r| r.value) {
+        let Ok(frame) = sluice_proto::decode_frame(value) else {
+            continue;
+        };
+        if seen
+            .iter()
+            .any(|(id, idx)| *id == frame.schema_id && frame.message_indexes == *idx)
+        {
+            continue;
+        }
+        let indexes = frame.message_indexes.to_vec();
+        seen.push((frame.schema_id, indexes.clone()));
+        let schema = match broker
+            .validator
+            .registry()
+            .schema_by_id(frame.schema_id)
+            .await
+        {
+            Ok(schema) => schema,
+            Err(e) => {
+                tracing::warn!(schema_id = frame.schema_id, error = %e, "cannot read a schema that archived records name");
+                continue;
+            }
+        };
+        if let Ok(message) = schema.message_by_indexes(&indexes) {
+            out.push(FramedAs {
+                schema_id: frame.schema_id,
+                message_indexes: indexes,
+                message: message.full_name().to_string(),
+            });
+        }
+    }
+    out
 }
 
 /// One batch read back for archiving.
@@ -224,32 +309,26 @@ async fn archive_topic(
     topic: &TopicRecord,
     tables: &mut HashMap<String, TopicTable>,
 ) -> anyhow::Result<bool> {
-    let (format, source) = value_format(broker, topic).await?;
     let partitioning = Partitioning::parse(topic.config.get(TABLE_PARTITIONING))
         .map_err(|e| anyhow::anyhow!(e))?;
-    let layout_source = format!("{source}|{}", partitioning.name());
-    let cached = tables.get(&topic.name).filter(|t| {
-        t.table
-            .metadata()
+    // The topic's table as it stands (a table left by a deleted topic of
+    // the same name does not count: it is replaced, and archiving starts
+    // from the beginning).
+    let current = match tables.get(&topic.name) {
+        Some(t) => Some(t.table.clone()),
+        None => lake.load(&topic.name).await?.map(|t| t.table),
+    }
+    .filter(|t| {
+        t.metadata()
             .properties()
-            .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
-            == Some(&layout_source)
+            .get(sluice_lakehouse::table::TOPIC_ID_PROPERTY)
+            == Some(&topic.uuid.to_string())
     });
-    let table = match cached {
-        Some(t) => t.clone(),
-        None => {
-            lake.prepare(
-                &topic.name,
-                &topic.uuid.to_string(),
-                format,
-                &source,
-                partitioning,
-            )
-            .await?
-        }
-    };
     let ident = lake.ident(&topic.name);
-    let progress = lake.catalog().progress(&ident).await?;
+    let progress = match &current {
+        Some(_) => lake.catalog().progress(&ident).await?,
+        None => HashMap::new(),
+    };
 
     let mut stored = Vec::new();
     let mut next_offsets = Vec::new();
@@ -307,10 +386,6 @@ async fn archive_topic(
     }
     // Offsets stored but not yet in the table, as this round began.
     metrics::gauge!("sluice_archiver_lag_records", "topic" => topic.name.clone()).set(lag as f64);
-    if next_offsets.is_empty() {
-        tables.insert(topic.name.clone(), table);
-        return Ok(false);
-    }
 
     let mut rows: Vec<KafkaRow<'_>> = Vec::new();
     for s in &stored {
@@ -337,9 +412,69 @@ async fn archive_topic(
             });
         }
     }
+    let pinned = current.as_ref().and_then(|t| {
+        t.metadata()
+            .properties()
+            .get(sluice_lakehouse::table::VALUE_MESSAGE_PROPERTY)
+            .cloned()
+    });
+    let framings = framings(broker, &rows).await;
+    let column = value_column(
+        broker,
+        topic,
+        pinned.as_deref(),
+        &framings,
+        !rows.is_empty(),
+    );
+    let (format, source) = match column.await? {
+        ValueColumn::Bytes => (None, "none".to_string()),
+        ValueColumn::Undecided => return Ok(false),
+        ValueColumn::Message(format, source) => (Some(format), source),
+    };
+    let layout_source = format!("{source}|{}", partitioning.name());
+    let cached = tables.get(&topic.name).filter(|t| {
+        t.table
+            .metadata()
+            .properties()
+            .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
+            == Some(&layout_source)
+    });
+    let table = match cached {
+        Some(t) => t.table.clone(),
+        None => {
+            lake.prepare(
+                &topic.name,
+                &topic.uuid.to_string(),
+                format.clone(),
+                &source,
+                partitioning,
+            )
+            .await?
+            .table
+        }
+    };
+    // This round's framings go with the rows they name.
+    let table = TopicTable { table, format };
+    if next_offsets.is_empty() {
+        tables.insert(topic.name.clone(), table);
+        return Ok(false);
+    }
     let count = rows.len();
     let started = Instant::now();
-    let table = lake.append(&table, &rows, next_offsets.clone()).await?;
+    let (table, undecoded) = lake.append(&table, &rows, next_offsets.clone()).await?;
+    if let Some((partition, offset, reason)) = &undecoded.first {
+        metrics::counter!("sluice_archiver_undecoded_records_total", "topic" => topic.name.clone())
+            .increment(undecoded.count as u64);
+        // One line per commit at most.
+        tracing::warn!(
+            topic = %topic.name,
+            records = undecoded.count,
+            partition,
+            offset,
+            %reason,
+            "records archived with a null value column (their bytes are in kafka_value)"
+        );
+    }
     // The table now holds these offsets: fetches read them from there, and
     // their segments can go. (Repeated at startup in case of a crash here.)
     for (partition, next) in next_offsets {

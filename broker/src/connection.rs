@@ -220,6 +220,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
 ) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut session = Session::new(ctx.listener.sasl());
+    let mut order = RequestOrder::default();
     loop {
         let max = session.max_frame(broker.config.max_request_bytes);
         let frame = tokio::select! {
@@ -260,11 +261,20 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Decoded::Request(req)) => {
                 tracing::trace!(api = ?req.api_key, version = req.version, correlation_id = req.correlation_id(), "request");
                 session.admit(req.api_key)?;
+                let api = req.api_key;
                 let pending = handlers::start(broker.clone(), ctx.clone(), req).await;
                 match pending {
                     Ok(fut) => {
+                        let (after, done) = order.next(api);
                         tokio::spawn(async move {
-                            match fut.await {
+                            if let Some(previous) = after {
+                                // Resolves when the previous ordered request
+                                // finished (or its task ended).
+                                let _ = previous.await;
+                            }
+                            let result = fut.await;
+                            drop(done);
+                            match result {
                                 Ok(resp) => {
                                     let _ = tx.send(resp);
                                 }
@@ -280,6 +290,42 @@ async fn read_requests<R: AsyncRead + Unpin>(
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+/// Which of a connection's requests run one after another.
+///
+/// Requests are handled concurrently so that a pipelining client is not
+/// held to one round trip per request, but a client may send a request
+/// that depends on an earlier one before the earlier one is answered: two
+/// asynchronous OffsetCommits for one partition, or an OffsetFetch right
+/// after a commit. Kafka handles a connection's requests strictly in order,
+/// so such a client expects the later one to win. Every request except
+/// those that may wait for a long time or order themselves (Produce queues
+/// its batches in connection order inside `handlers::start`; Fetch long
+/// polls; JoinGroup and SyncGroup wait for the rest of the group) starts
+/// only when the previous one of its kind has finished.
+#[derive(Default)]
+struct RequestOrder {
+    /// Closed when the last ordered request finished.
+    last: Option<oneshot::Receiver<()>>,
+}
+
+impl RequestOrder {
+    /// What a request of `api` waits for before it runs, and the handle it
+    /// drops when finished (for the next ordered request to wait on).
+    fn next(
+        &mut self,
+        api: ApiKey,
+    ) -> (Option<oneshot::Receiver<()>>, Option<oneshot::Sender<()>>) {
+        if matches!(
+            api,
+            ApiKey::Produce | ApiKey::Fetch | ApiKey::JoinGroup | ApiKey::SyncGroup
+        ) {
+            return (None, None);
+        }
+        let (done, finished) = oneshot::channel();
+        (self.last.replace(finished), Some(done))
     }
 }
 

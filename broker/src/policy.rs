@@ -660,8 +660,8 @@ enum Plan {
 }
 
 /// What a reader for `purpose` may not see of each topic table, for SQL.
-/// The table's `value` column follows the message its archiver uses (the
-/// subject's latest version), so the same message decides here.
+/// The table's `value` column follows the message its archiver chose (in
+/// the subject's latest version), so the same message decides here.
 pub async fn sql_guards(
     broker: &crate::state::Broker,
     purpose: Option<&Purpose>,
@@ -681,13 +681,14 @@ pub async fn sql_guards(
             out
         };
         let mut guard = TableGuard::default();
-        if let Some(side) = &value
-            && let Some(m) = table_message(validator, side).await?
-        {
-            guard.hidden = hidden_in(&m);
+        if let Some(side) = &value {
+            let pinned = table_value_message(broker, &topic.name).await?;
+            if let Some(m) = table_message(validator, side, pinned.as_deref()).await? {
+                guard.hidden = hidden_in(&m);
+            }
         }
         if let Some(side) = &key
-            && let Some(m) = table_message(validator, side).await?
+            && let Some(m) = table_message(validator, side, None).await?
         {
             guard.hide_key = !hidden_in(&m).is_empty();
         }
@@ -699,10 +700,34 @@ pub async fn sql_guards(
     Ok(guards)
 }
 
-/// The message a side's table columns follow.
+/// The message whose fields a topic table's `value` column holds, as the
+/// archiver recorded it in the table (none for a table not made yet).
+async fn table_value_message(
+    broker: &crate::state::Broker,
+    topic: &str,
+) -> Result<Option<String>, String> {
+    let table = broker
+        .lake
+        .lakehouse()
+        .load(topic)
+        .await
+        .map_err(|e| format!("cannot read the table of topic '{topic}': {e}"))?;
+    Ok(table.and_then(|t| {
+        t.table
+            .metadata()
+            .properties()
+            .get(sluice_lakehouse::table::VALUE_MESSAGE_PROPERTY)
+            .cloned()
+    }))
+}
+
+/// The message a side's table columns follow: for a framed side, the
+/// message the table was made for (`pinned`), else the subject's first
+/// (what tables made before the choice was recorded hold).
 async fn table_message(
     validator: &Validator,
     side: &Side,
+    pinned: Option<&str>,
 ) -> Result<Option<MessageDescriptor>, String> {
     match side {
         Side::Raw { message, .. } => Ok(Some(message.clone())),
@@ -712,7 +737,8 @@ async fn table_message(
                 .latest_for_subject(subject)
                 .await
                 .map_err(|e| format!("cannot read subject '{subject}': {e}"))?;
-            Ok(latest.schema.record_type())
+            let pinned = pinned.and_then(|name| latest.schema.pool().get_message_by_name(name));
+            Ok(pinned.or_else(|| latest.schema.record_type()))
         }
     }
 }

@@ -106,8 +106,8 @@ pub enum Rejection {
     /// Listed in ascending index order.
     Invalid(Vec<RecordError>),
     /// The batch as a whole cannot be checked: it cannot be read, or the
-    /// topic's binding is misconfigured (INVALID_RECORD, reported as record
-    /// 0; no record can be told apart from the others).
+    /// topic's binding is misconfigured (INVALID_RECORD for every record,
+    /// none listed: no record can be told apart from the others).
     Batch(String),
     /// The registry could not be read (retriable).
     Unavailable(String),
@@ -137,17 +137,26 @@ impl Refusal {
                     record_errors: Vec::new(),
                 }
             }
-            Rejection::Batch(message) => {
-                let error = RecordError {
-                    index: 0,
-                    message,
-                    subject: None,
-                };
-                Refusal::invalid_records(topic, partition, record_count, vec![error], None)
-            }
+            Rejection::Batch(message) => Refusal::whole_batch(topic, partition, message),
             Rejection::Invalid(errors) => {
                 Refusal::invalid_records(topic, partition, record_count, errors, None)
             }
+        }
+    }
+
+    /// INVALID_RECORD for a batch that cannot be checked record by record.
+    /// No record errors are listed: as with Kafka's batch-level failures,
+    /// every record of the batch fails with the partition's error (a
+    /// record error at index 0 would make clients such as librdkafka fail
+    /// the first record as invalid and the others as collateral).
+    pub fn whole_batch(topic: &str, partition: i32, message: String) -> Refusal {
+        metrics::counter!("sluice_validation_rejected_batches_total", "topic" => topic.to_owned())
+            .increment(1);
+        tracing::info!(topic, partition, %message, "rejected a batch that cannot be checked");
+        Refusal {
+            code: ResponseError::InvalidRecord,
+            message,
+            record_errors: Vec::new(),
         }
     }
 
@@ -377,7 +386,7 @@ impl Validator {
     }
 
     /// Checks every record of one batch. `Err` lists the invalid records
-    /// (or, when the batch itself cannot be read, one error at index 0).
+    /// (or, when the batch itself cannot be read, says why).
     pub async fn check_batch(&self, topic: &TopicRecord, batch: &Bytes) -> Result<(), Rejection> {
         let binding = self.binding(topic).await?;
         if binding.key.is_none() && binding.value.is_none() {

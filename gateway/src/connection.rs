@@ -176,7 +176,10 @@ async fn read_requests(
             return Ok(());
         }
         if let Some(frame) = forward {
-            let frame = crate::frame::strip_purpose(&frame).unwrap_or(frame);
+            // The client id goes on as the client sent it, `purpose=` item
+            // included: an upstream that applies policies of its own (a
+            // Sluice broker) must redact for the same purpose, or it would
+            // take away what the purpose may see before the gateway gets it.
             let io = |source| GatewayError::Io {
                 side: Side::Upstream,
                 what: "write",

@@ -123,43 +123,6 @@ pub fn request_prefix(frame: &[u8]) -> Option<RequestPrefix> {
     })
 }
 
-/// API key whose version 0 request header has no client id.
-const CONTROLLED_SHUTDOWN: i16 = 7;
-
-/// The request with the `purpose=NAME` item taken out of its client id, or
-/// `None` when there is none. The gateway enforces the purpose itself; the
-/// upstream cluster (perhaps a Sluice broker with policies of its own, or a
-/// Kafka cluster that has no idea of purposes) sees the client's other
-/// items only.
-pub fn strip_purpose(frame: &[u8]) -> Option<Bytes> {
-    let prefix = request_prefix(frame)?;
-    if prefix.api_key == CONTROLLED_SHUTDOWN && prefix.version == 0 {
-        return None;
-    }
-    // Every other request header has the client id, a nullable string
-    // with an i16 length, right after the correlation id.
-    let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
-    let len = usize::try_from(len).ok()?;
-    let id = std::str::from_utf8(frame.get(10..10 + len)?).ok()?;
-    let kept: Vec<&str> = id
-        .split(',')
-        .filter(|item| {
-            item.split_once('=')
-                .is_none_or(|(key, _)| key.trim() != "purpose")
-        })
-        .collect();
-    let stripped = kept.join(",");
-    if stripped.len() == id.len() {
-        return None;
-    }
-    let mut out = BytesMut::with_capacity(frame.len());
-    out.extend_from_slice(&frame[..8]);
-    out.put_i16(stripped.len() as i16);
-    out.extend_from_slice(stripped.as_bytes());
-    out.extend_from_slice(&frame[10 + len..]);
-    Some(out.freeze())
-}
-
 /// The correlation id at the start of a response frame.
 pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
     let mut b = frame.get(..4)?;
@@ -207,27 +170,6 @@ pub fn with_length(frame: &[u8]) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn the_purpose_item_is_taken_out_of_the_client_id() {
-        let request = |id: &str| {
-            let mut f = vec![0, 1, 0, 12, 0, 0, 0, 9];
-            f.extend_from_slice(&(id.len() as i16).to_be_bytes());
-            f.extend_from_slice(id.as_bytes());
-            f.extend_from_slice(&[1, 2, 3]);
-            f
-        };
-        let out = strip_purpose(&request("crm-sync,purpose=billing,x=y")).unwrap();
-        assert_eq!(&out[..], &request("crm-sync,x=y")[..]);
-        assert_eq!(
-            &strip_purpose(&request("purpose=billing")).unwrap()[..],
-            &request("")[..]
-        );
-        assert!(strip_purpose(&request("crm-sync")).is_none());
-        // A null client id, or a frame too short for its length, is left alone.
-        assert!(strip_purpose(&[0, 1, 0, 12, 0, 0, 0, 9, 0xff, 0xff]).is_none());
-        assert!(strip_purpose(&[0, 1, 0, 12, 0, 0, 0, 9, 0, 40, b'a']).is_none());
-    }
     use super::*;
 
     #[tokio::test]

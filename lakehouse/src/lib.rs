@@ -25,7 +25,7 @@ pub mod table;
 
 pub use archived::{ArchiveReader, ArchivedRecord};
 pub use catalog::{ArchiveIndex, CATALOG_NAME, FileRange, LakeCatalog};
-pub use rows::{KafkaRow, ValueFormat};
+pub use rows::{FramedAs, Framing, KafkaRow, Undecoded, ValueFormat};
 pub use storage::{
     ObjectStorage, ObjectStorageFactory, ObjectStoreConfig, ObjectStoreConfigError, object_file_io,
 };

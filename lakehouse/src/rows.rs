@@ -1,10 +1,11 @@
 //! Kafka records → Arrow record batches in a table's layout.
 //!
-//! Values are decoded once with the topic's message type and turned into
+//! Values are decoded once with the table's message type and turned into
 //! columns field by field (column-at-a-time, so nested structs, lists and
-//! maps are built with one pass over their children). A value that does not
-//! decode (a topic bound to a schema after unframed data was written) keeps
-//! its bytes in `kafka_value` with a null `value`.
+//! maps are built with one pass over their children). A value that is not
+//! of the table's message (its framing names another message) or does not
+//! decode keeps its bytes in `kafka_value` with a null `value`, and is
+//! reported in [`Undecoded`] so that the caller can say so.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,9 +28,48 @@ use crate::layout::{WellKnown, well_known};
 /// How a topic's values are encoded.
 #[derive(Debug, Clone)]
 pub struct ValueFormat {
+    /// The message the table's `value` column holds.
     pub message: MessageDescriptor,
-    /// Confluent framing (magic byte, schema id, message indexes) in front.
-    pub framed: bool,
+    pub framing: Framing,
+}
+
+/// How a value names its message.
+#[derive(Debug, Clone)]
+pub enum Framing {
+    /// Unframed Protobuf: every value is of the table's message.
+    Raw,
+    /// Confluent framing (magic byte, schema id, message indexes) in
+    /// front. Lists the full name of the message each (schema id, message
+    /// indexes) seen names; only values framed as the table's message are
+    /// decoded into `value`. (A handful of entries: a list is searched
+    /// faster than a map could hash a key.)
+    Confluent(Arc<Vec<FramedAs>>),
+}
+
+/// What one framing names: (schema id, message indexes) → message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramedAs {
+    pub schema_id: u32,
+    pub message_indexes: Vec<i32>,
+    pub message: String,
+}
+
+/// Values that were left out of the `value` column (null there, their
+/// bytes kept in `kafka_value`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undecoded {
+    pub count: usize,
+    /// The first one: partition, offset and why.
+    pub first: Option<(i32, i64, String)>,
+}
+
+impl Undecoded {
+    fn add(&mut self, row: &KafkaRow<'_>, reason: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((row.partition, row.offset, reason()));
+        }
+    }
 }
 
 /// One Kafka record to turn into a row.
@@ -43,12 +83,14 @@ pub struct KafkaRow<'a> {
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
 }
 
-/// Builds one Arrow batch from rows given in (partition, offset) order.
+/// Builds one Arrow batch from rows given in (partition, offset) order,
+/// and tells which values could not be decoded into `value`.
 pub fn to_record_batch(
     schema: &SchemaRef,
     format: Option<&ValueFormat>,
     rows: &[KafkaRow<'_>],
-) -> Result<RecordBatch, String> {
+) -> Result<(RecordBatch, Undecoded), String> {
+    let mut undecoded = Undecoded::default();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column: ArrayRef = match field.name().as_str() {
@@ -66,8 +108,16 @@ pub fn to_record_batch(
                 let Some(format) = format else {
                     return Err("table has a value column but the topic has no schema".into());
                 };
-                let decoded: Vec<Option<DynamicMessage>> =
-                    rows.iter().map(|r| decode(format, r.value)).collect();
+                let decoded: Vec<Option<DynamicMessage>> = rows
+                    .iter()
+                    .map(|r| match decode(format, r.value) {
+                        Ok(m) => m,
+                        Err(reason) => {
+                            undecoded.add(r, || reason);
+                            None
+                        }
+                    })
+                    .collect();
                 let refs: Vec<Option<&DynamicMessage>> =
                     decoded.iter().map(|m| m.as_ref()).collect();
                 let DataType::Struct(fields) = field.data_type() else {
@@ -79,17 +129,47 @@ pub fn to_record_batch(
         };
         columns.push(column);
     }
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| format!("cannot assemble rows: {e}"))
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| format!("cannot assemble rows: {e}"))?;
+    Ok((batch, undecoded))
 }
 
-fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Option<DynamicMessage> {
-    let bytes = value?;
-    let payload = if format.framed {
-        sluice_proto::decode_frame(bytes).ok()?.payload
-    } else {
-        bytes
+/// The value as the table's message; `Ok(None)` for a null value, `Err`
+/// says why a value is not one.
+fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMessage>, String> {
+    let Some(bytes) = value else {
+        return Ok(None);
     };
-    DynamicMessage::decode(format.message.clone(), payload).ok()
+    let table_message = format.message.full_name();
+    let payload = match &format.framing {
+        Framing::Raw => bytes,
+        Framing::Confluent(names) => {
+            let frame = sluice_proto::decode_frame(bytes)
+                .map_err(|e| format!("value is not in the schema registry wire format: {e}"))?;
+            let named = names.iter().find(|f| {
+                f.schema_id == frame.schema_id && frame.message_indexes == f.message_indexes
+            });
+            match named.map(|f| f.message.as_str()) {
+                Some(name) if name == table_message => frame.payload,
+                Some(name) => {
+                    return Err(format!(
+                        "value is a {name} (schema id {}), the table holds {table_message}",
+                        frame.schema_id
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "value names message {:?} of schema id {}, which cannot be resolved",
+                        frame.message_indexes.as_slice(),
+                        frame.schema_id
+                    ));
+                }
+            }
+        }
+    };
+    DynamicMessage::decode(format.message.clone(), payload)
+        .map(Some)
+        .map_err(|e| format!("value does not decode as {table_message}: {e}"))
 }
 
 fn timestamps(field: &Field, rows: &[KafkaRow<'_>]) -> Result<TimestampMicrosecondArray, String> {
@@ -495,10 +575,16 @@ mod tests {
         ];
         let format = ValueFormat {
             message,
-            framed: true,
+            framing: Framing::Confluent(Arc::new(vec![FramedAs {
+                schema_id: 7,
+                message_indexes: vec![0],
+                message: "shop.Order".to_string(),
+            }])),
         };
-        let batch = to_record_batch(&arrow, Some(&format), &rows).unwrap();
+        let (batch, undecoded) = to_record_batch(&arrow, Some(&format), &rows).unwrap();
         assert_eq!(batch.num_rows(), 2);
+        assert_eq!(undecoded.count, 1);
+        assert_eq!(undecoded.first.as_ref().map(|f| (f.0, f.1)), Some((0, 6)));
         let value = batch.column_by_name("value").unwrap().as_struct();
         assert!(value.is_valid(0));
         assert!(value.is_null(1), "an undecodable value is null");

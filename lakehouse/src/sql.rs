@@ -18,10 +18,14 @@ use std::sync::Arc;
 
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, Session, TableProvider,
+};
 use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::TableType;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::logical_expr::{Expr, lit, when};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, lit, when};
+use datafusion::physical_plan::ExecutionPlan;
 use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
 use sluice_proto::{Hidden, MASK};
@@ -68,14 +72,10 @@ pub async fn query(
         .with_default_catalog_and_schema(CATALOG_NAME, namespace)
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    if guards.is_empty() {
-        ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
-    } else {
-        ctx.register_catalog(
-            CATALOG_NAME,
-            guarded_catalog(&provider, namespace, guards).await?,
-        );
-    }
+    ctx.register_catalog(
+        CATALOG_NAME,
+        guarded_catalog(&provider, namespace, guards).await?,
+    );
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -119,7 +119,8 @@ pub async fn query(
     Ok(result)
 }
 
-/// The topic namespace with every guarded table replaced by its view.
+/// The topic namespace: every table behind [`ScalarFilters`], and every
+/// guarded table replaced by its view.
 async fn guarded_catalog(
     raw: &IcebergCatalogProvider,
     namespace: &str,
@@ -134,6 +135,7 @@ async fn guarded_catalog(
             let Some(table) = schema.table(&name).await.map_err(|e| e.to_string())? else {
                 continue;
             };
+            let table: Arc<dyn TableProvider> = Arc::new(ScalarFilters(table));
             let table = match guards.get(&name) {
                 None => table,
                 Some(guard) if guard.denied => continue,
@@ -244,4 +246,80 @@ fn project(expr: Expr, data_type: &DataType, node: &Node) -> Option<Expr> {
         }
     }
     (!args.is_empty()).then(|| named_struct(args))
+}
+
+/// A table whose scan is given only the filters on scalar columns.
+///
+/// The Iceberg scan turns pushed-down filters into Iceberg predicates, and
+/// Iceberg binds predicates to primitive fields only: `value IS NULL` (a
+/// struct) or a test on a list fails the whole query with "Accessor for
+/// Field value not found". Such filters are applied by DataFusion on the
+/// rows the scan returns instead; filters on the `kafka_*` columns still
+/// prune files.
+#[derive(Debug)]
+struct ScalarFilters(Arc<dyn TableProvider>);
+
+impl ScalarFilters {
+    fn scalar_only(&self, filter: &Expr) -> bool {
+        let schema = self.0.schema();
+        filter.column_refs().iter().all(|c| {
+            schema.field_with_name(&c.name).is_ok_and(|f| {
+                !matches!(
+                    f.data_type(),
+                    DataType::Struct(_)
+                        | DataType::List(_)
+                        | DataType::LargeList(_)
+                        | DataType::FixedSizeList(..)
+                        | DataType::Map(..)
+                )
+            })
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for ScalarFilters {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.0.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let scalar: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.scalar_only(f))
+            .cloned()
+            .collect();
+        self.0.scan(state, projection, &scalar, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the scan prunes by them, DataFusion still applies them.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.scalar_only(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
 }

@@ -26,7 +26,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{ArchiveIndex, FileRange, IndexedCommit, LakeCatalog};
 use crate::layout::{self, FIELD_IDS_PROPERTY, FieldIds};
-use crate::rows::{KafkaRow, ValueFormat, to_record_batch};
+use crate::rows::{KafkaRow, Undecoded, ValueFormat, to_record_batch};
 
 /// Table property naming what the table's layout was derived from (the
 /// subject's schema id and the partitioning, or `none`), so a new schema
@@ -90,6 +90,10 @@ impl Partitioning {
 }
 /// Table property naming the Kafka topic the table holds.
 pub const TOPIC_PROPERTY: &str = "sluice.topic";
+/// Table property: the full name of the Protobuf message whose fields the
+/// `value` column holds. Once set it stays, so that the columns do not
+/// change with the records that happen to be archived next.
+pub const VALUE_MESSAGE_PROPERTY: &str = "sluice.value-message";
 /// Table property holding the topic's id: a table left by a deleted topic
 /// of the same name is replaced, not appended to.
 pub const TOPIC_ID_PROPERTY: &str = "sluice.topic-id";
@@ -177,10 +181,16 @@ impl Lakehouse {
         .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
         let schema = layout::table_schema(format.as_ref().map(|f| &f.message), &mut ids)
             .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
-        let properties = HashMap::from([
+        let mut properties = HashMap::from([
             (FIELD_IDS_PROPERTY.to_string(), ids.to_property()),
             (SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string()),
         ]);
+        if let Some(format) = &format {
+            properties.insert(
+                VALUE_MESSAGE_PROPERTY.to_string(),
+                format.message.full_name().to_string(),
+            );
+        }
         let spec = partitioning.spec()?;
         let same_spec = {
             let current = table.metadata().default_partition_spec();
@@ -313,21 +323,26 @@ impl Lakehouse {
     /// commits them with a fast append. `progress` is the next offset to
     /// archive per partition after this commit; it is recorded with the
     /// offset index in the same database transaction as the table commit.
+    ///
+    /// Also returns the values that could not be decoded into the `value`
+    /// column (kept as bytes in `kafka_value`), for the caller to report.
     pub async fn append(
         &self,
         topic: &TopicTable,
         rows: &[KafkaRow<'_>],
         progress: Vec<(i32, i64)>,
-    ) -> iceberg::Result<TopicTable> {
+    ) -> iceberg::Result<(TopicTable, Undecoded)> {
         let table = &topic.table;
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
         let mut ranges = Vec::new();
         let mut data_files: Vec<DataFile> = Vec::new();
+        let mut undecoded = Undecoded::default();
         if !rows.is_empty() {
-            let batch = to_record_batch(&arrow_schema, topic.format.as_ref(), rows)
+            let (batch, skipped) = to_record_batch(&arrow_schema, topic.format.as_ref(), rows)
                 .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+            undecoded = skipped;
             for (file, file_ranges) in self.write_files(table, &batch).await? {
                 ranges.extend(file_ranges);
                 data_files.push(file);
@@ -350,10 +365,11 @@ impl Lakehouse {
             .set_snapshot_properties(HashMap::from([(OFFSETS_SUMMARY.to_string(), summary)]))
             .apply(tx)?;
         let table = tx.commit(&commit).await?;
-        Ok(TopicTable {
+        let topic = TopicTable {
             table,
             format: topic.format.clone(),
-        })
+        };
+        Ok((topic, undecoded))
     }
 }
 

@@ -350,12 +350,11 @@ async fn dead_letter(
     let split = match batch::remove_records(&b, &positions) {
         Ok(split) => split,
         Err(e) => {
-            let error = RecordError {
-                index: 0,
-                message: format!("cannot read the record batch: {e}"),
-                subject: None,
-            };
-            return Err(refuse(topic, index, &b, vec![error], None));
+            let message = format!("cannot read the record batch: {e}");
+            return Err(refused(
+                index,
+                Refusal::whole_batch(&topic.name, index, message),
+            ));
         }
     };
     let mut errors = errors.into_iter();

@@ -88,6 +88,8 @@ enum Cmd {
     CommitConsumed(mpsc::Sender<KafkaResult<()>>),
     /// Synchronous commit of explicit (partition, offset) pairs.
     Commit(Vec<(i32, i64)>, mpsc::Sender<KafkaResult<()>>),
+    /// Stop polling for this long (an application stuck in its processing).
+    Stall(Duration),
 }
 
 /// A subscribed librdkafka consumer polled continuously by its own thread,
@@ -225,6 +227,13 @@ impl Member {
         }
     }
 
+    /// Makes the member stop polling for `d` (it goes on by itself).
+    pub fn stall(&self, d: Duration) {
+        self.cmds
+            .send(Cmd::Stall(d))
+            .unwrap_or_else(|_| panic!("member {} has stopped", self.name));
+    }
+
     /// Closes the consumer and waits for its thread.
     pub fn close(mut self) {
         if !self.shutdown() {
@@ -281,6 +290,7 @@ fn member_loop(
                     let res = res.and_then(|()| consumer.commit(&tpl, CommitMode::Sync));
                     let _ = reply.send(res);
                 }
+                Cmd::Stall(d) => thread::sleep(d),
             }
         }
         match consumer.poll(Duration::from_millis(100)) {
@@ -1059,6 +1069,45 @@ fn groups_eager_range_rebalance() {
     rebalance_scenario("range", false);
 }
 
+/// A member that stops polling for longer than `max.poll.interval.ms` is
+/// out of the group (librdkafka leaves it, as Kafka's clients do): the
+/// other member takes over its partitions and the group settles, then the
+/// stalled member rejoins when it polls again and gets its share back.
+#[test]
+fn groups_cooperative_sticky_member_exceeding_max_poll_interval() {
+    let broker = start_broker();
+    let topic = "rb-max-poll";
+    let group = "rb-max-poll-group";
+    const PARTS: i32 = 4;
+    broker.create_topic(topic, PARTS, &[]);
+    let cfg = [
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("max.poll.interval.ms", "7000"),
+    ];
+    let a = Member::start(&broker, group, topic, "member-a", &cfg);
+    let b = Member::start(&broker, group, topic, "member-b", &cfg);
+    wait_balanced(&broker, group, PARTS, &[&a, &b]);
+    a.stall(Duration::from_secs(12));
+    // While a is stuck, b alone holds every partition and reads them.
+    wait_until("b owns every partition", SETTLE_TIMEOUT, || {
+        let owned = b.assignment();
+        let g = describe_group(&broker, group);
+        if owned.len() == PARTS as usize && g.state == "Stable" && g.members.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "b owns {owned:?}; group {} with {} members",
+                g.state,
+                g.members.len()
+            ))
+        }
+    });
+    markers_reach_owners(&broker, topic, PARTS, "alone", &[&b]);
+    // a polls again, rejoins, and the two share the partitions again.
+    wait_balanced(&broker, group, PARTS, &[&a, &b]);
+    markers_reach_owners(&broker, topic, PARTS, "again", &[&a, &b]);
+}
+
 #[test]
 fn groups_cooperative_sticky_rebalance() {
     rebalance_scenario("cooperative-sticky", true);
@@ -1635,4 +1684,57 @@ fn groups_join_error_responses_follow_the_v5_schema() {
         Some(""),
         "protocol name of a JoinGroup v5 INVALID_SESSION_TIMEOUT response"
     );
+}
+
+/// Commits sent back to back on one connection (as librdkafka's
+/// asynchronous commits are) are applied in the order they were sent: the
+/// last one is what OffsetFetch reads, on the same connection and after a
+/// restart of the consumer.
+#[test]
+fn pipelined_offset_commits_apply_in_order() {
+    let broker = start_broker();
+    let topic = "pipelined-commits";
+    const PARTS: i32 = 8;
+    const COMMITS: i64 = 400;
+    broker.create_topic(topic, PARTS, &[]);
+    let group = "pipelined-commits-group";
+    let mut raw = Raw::connect(&broker);
+    let mut sent = Vec::new();
+    for n in 1..=COMMITS {
+        let mut e = Enc::default();
+        e.str(group)
+            .i32(-1)
+            .str("")
+            .nstr(None)
+            .i32(1)
+            .str(topic)
+            .i32(PARTS);
+        for p in 0..PARTS {
+            e.i32(p).i64(n * 10 + i64::from(p)).i32(-1).nstr(Some(""));
+        }
+        sent.push(raw.send(OFFSET_COMMIT, 7, &e.done()));
+    }
+    for corr in sent {
+        let b = raw.recv(corr, Duration::from_secs(30));
+        let mut d = Dec(&b);
+        d.i32();
+        let topics = d.array(|d| {
+            let _name = d.str();
+            d.array(|d| (d.i32(), d.i16()))
+        });
+        assert!(
+            topics.iter().flatten().all(|(_, err)| *err == 0),
+            "commit {corr} failed: {topics:?}"
+        );
+    }
+    let all: Vec<i32> = (0..PARTS).collect();
+    let expected: Vec<(i32, i64, i16)> = (0..PARTS)
+        .map(|p| (p, COMMITS * 10 + i64::from(p), 0))
+        .collect();
+    assert_eq!(
+        offset_fetch(&mut raw, group, topic, &all),
+        (0, expected.clone())
+    );
+    let mut fresh = Raw::connect(&broker);
+    assert_eq!(offset_fetch(&mut fresh, group, topic, &all), (0, expected));
 }

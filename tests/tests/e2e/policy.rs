@@ -424,3 +424,104 @@ fn gateway_redacts_by_purpose() {
         gateway.log()
     );
 }
+
+/// In front of a Sluice broker with field policies, a purpose sees through
+/// the gateway what it sees directly: the gateway passes the declared
+/// purpose on, so the broker does not redact for a reader declaring none.
+#[test]
+fn gateway_before_a_sluice_broker_keeps_what_the_purpose_may_see() {
+    use rdkafka::producer::{BaseRecord, Producer as _};
+    use sluice_proto::prost_reflect::DynamicMessage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_file(&["billing", "marketing"])).unwrap();
+    let broker = Broker::start_with(&["--policy-file", policy.to_str().unwrap()]);
+    let registry = broker.registry_addr();
+    let gateway = sluice_tests::Gateway::try_start(
+        &broker.bootstrap(),
+        &format!("http://{registry}"),
+        &["--policy-file", policy.to_str().unwrap()],
+    )
+    .expect("start the gateway");
+    let topic = "gw-sluice-customers";
+    broker.create_topic(topic, 1, &[]);
+    let body = serde_json::json!({
+        "schema": SCHEMA, "schemaType": "PROTOBUF",
+        "references": [{"name": "sluice/policy/v1/policy.proto",
+                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
+    })
+    .to_string();
+    let (status, text) = sluice_tests::orders::http(
+        &registry,
+        "POST",
+        &format!("/subjects/{topic}-value/versions"),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let id: u32 = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut refs = std::collections::BTreeMap::new();
+    refs.insert(
+        "sluice/policy/v1/policy.proto".to_owned(),
+        sluice_proto::embedded_source("sluice/policy/v1/policy.proto")
+            .unwrap()
+            .to_owned(),
+    );
+    let schema = sluice_proto::CompiledSchema::compile(SCHEMA, &refs).unwrap();
+    let producer = broker.producer(&[]);
+    for n in 0..5 {
+        let value = customer(&schema, id, n);
+        producer
+            .send(BaseRecord::<(), [u8], usize>::with_opaque_to(topic, n).payload(&value[..]))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(producer.context().failed(), 0);
+
+    let read = |config: rdkafka::ClientConfig, client_id: &str| -> Vec<(String, String)> {
+        let consumer = sluice_tests::consumer_from(config, client_id, &[("client.id", client_id)]);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got.len() < 5 && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let frame = sluice_proto::decode_frame(m.payload().unwrap()).unwrap();
+                    let desc = schema.record_type().unwrap();
+                    let c = DynamicMessage::decode(desc, frame.payload).unwrap();
+                    let text =
+                        |f: &str| c.get_field_by_name(f).unwrap().as_str().unwrap().to_owned();
+                    got.push((text("email"), text("name")));
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => panic!("{client_id}: {e}"),
+                None => {}
+            }
+        }
+        got
+    };
+    for client_id in [
+        "crm-sync,purpose=billing",
+        "mailer,purpose=marketing",
+        "plain",
+    ] {
+        let direct = read(broker.client_config(), client_id);
+        let through = read(gateway.client_config(), client_id);
+        assert_eq!(direct.len(), 5, "{client_id}");
+        assert_eq!(through, direct, "{client_id} through the gateway");
+    }
+    let billing = read(gateway.client_config(), "crm-sync,purpose=billing");
+    let expected: Vec<(String, String)> = (0..5)
+        .map(|n| (format!("c{n}@example.com"), format!("Name {n}")))
+        .collect();
+    assert_eq!(billing, expected, "billing reads the email and the name");
+    let plain = read(gateway.client_config(), "plain");
+    assert!(plain.iter().all(|(email, _)| email.is_empty()), "{plain:?}");
+}

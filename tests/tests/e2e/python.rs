@@ -318,3 +318,65 @@ fn cluster_log_dirs_and_offset_delete() {
         "the committed offset is gone after OffsetDelete: {v}"
     );
 }
+
+/// Asynchronous manual commits after every message (librdkafka sends them
+/// back to back on one connection), then the committed offset read back.
+const ASYNC_COMMITS: &str = r#"
+import json, sys, time
+from confluent_kafka import Consumer, TopicPartition
+addr, topic, total, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+results = []
+for r in range(rounds):
+    group = f"async-commits-{r}"
+    c = Consumer({'bootstrap.servers': addr, 'group.id': group,
+                  'enable.auto.commit': False, 'enable.auto.offset.store': True,
+                  'auto.offset.reset': 'earliest'})
+    c.subscribe([topic])
+    seen, deadline = 0, time.time() + 60
+    while seen < total and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen += 1
+        c.commit(asynchronous=True)
+    c.close()
+    check = Consumer({'bootstrap.servers': addr, 'group.id': group})
+    committed = check.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    check.close()
+    results.append([seen, committed])
+print(json.dumps(results))
+"#;
+
+#[test]
+fn asynchronous_commits_keep_the_last_offset() {
+    let broker = Broker::start();
+    let topic = "py-async-commits";
+    broker.create_topic(topic, 1, &[]);
+    let records: Vec<Rec> = (0..300)
+        .map(|i| Rec {
+            partition: 0,
+            offset: -1,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            headers: Vec::new(),
+            timestamp: Timestamp::NotAvailable,
+        })
+        .collect();
+    let producer = broker.producer(&[]);
+    let reports = produce_all(&producer, topic, &records, Duration::from_secs(60));
+    assert_all_acked(&reports, records.len());
+    let Some(out) = run_python(
+        ASYNC_COMMITS,
+        &[&broker.bootstrap(), topic, "300", "3"],
+        PY_TIMEOUT,
+    ) else {
+        return;
+    };
+    let stdout = expect_success("asynchronous commits", &out);
+    let rounds: Vec<(i64, i64)> = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad output ({e}): {stdout}"));
+    for (seen, committed) in rounds {
+        assert_eq!(seen, 300, "{stdout}");
+        assert_eq!(committed, 300, "the last commit wins: {stdout}");
+    }
+}
