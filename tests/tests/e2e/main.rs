@@ -3,6 +3,7 @@
 //! (librdkafka, kcat, kafka-python, confluent-kafka) or raw sockets.
 
 mod admin;
+mod admin_apis;
 mod authz;
 mod bad_input;
 mod cluster;
