@@ -571,7 +571,11 @@ impl MetaStore {
     }
 
     /// The idempotent producers whose state is kept for one partition.
-    pub async fn producers_of(&self, topic_id: i64, partition: i32) -> Result<Vec<ProducerSummary>> {
+    pub async fn producers_of(
+        &self,
+        topic_id: i64,
+        partition: i32,
+    ) -> Result<Vec<ProducerSummary>> {
         let rows = sqlx::query(
             "SELECT producer_id, epoch, recent, updated_ms FROM producer_state
              WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id",

@@ -475,7 +475,10 @@ mod tests {
             q("alice", "app"),
             Some((1.0, (Some("alice".into()), Some("app".into()))))
         );
-        assert_eq!(q("alice", "other"), Some((3.0, (Some("alice".into()), None))));
+        assert_eq!(
+            q("alice", "other"),
+            Some((3.0, (Some("alice".into()), None)))
+        );
         assert_eq!(q("bob", "app"), Some((6.0, (Some("bob".into()), None))));
         assert_eq!(
             t.quota_for(CONSUMER_BYTE_RATE, "bob", "x"),
@@ -506,7 +509,10 @@ mod tests {
         assert_eq!(throttle_ms(rate, window, 10_000.0), 0);
         // Twice the quota: wait as long again as the window.
         assert_eq!(throttle_ms(rate, window, 2_500.0), 10_000);
-        assert_eq!(throttle_ms(rate * 10.0, window, 2_500.0), MAX_THROTTLE_MS as i32);
+        assert_eq!(
+            throttle_ms(rate * 10.0, window, 2_500.0),
+            MAX_THROTTLE_MS as i32
+        );
         r.record(30_000, 1.0);
         assert_eq!(r.samples.len(), 1, "old samples expire");
         r.unrecord(1.0);

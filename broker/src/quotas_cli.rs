@@ -85,7 +85,9 @@ async fn alter(
 ) -> anyhow::Result<()> {
     let parts = entity.entity();
     if parts.is_empty() {
-        bail!("name the entity: --user NAME, --default-user, --client-id ID and/or --default-client");
+        bail!(
+            "name the entity: --user NAME, --default-user, --client-id ID and/or --default-client"
+        );
     }
     let mut entry = m::alter_client_quotas_request::EntryData::default();
     for (t, n) in parts {
@@ -106,7 +108,11 @@ async fn alter(
     let mut c = Client::connect(&target.bootstrap).await?;
     let resp = c.send(&req, 1).await?;
     for e in &resp.entries {
-        check(e.error_code, e.error_message.as_ref(), "alter client quotas")?;
+        check(
+            e.error_code,
+            e.error_message.as_ref(),
+            "alter client quotas",
+        )?;
     }
     Ok(())
 }
@@ -175,7 +181,12 @@ pub async fn quotas(cmd: QuotasCmd) -> anyhow::Result<()> {
             keys,
             target,
         } => {
-            alter(&target, &entity, keys.into_iter().map(|k| (k, None)).collect()).await?;
+            alter(
+                &target,
+                &entity,
+                keys.into_iter().map(|k| (k, None)).collect(),
+            )
+            .await?;
             out("Quotas removed.\n");
         }
     }

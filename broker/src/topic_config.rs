@@ -63,7 +63,8 @@ const I64_MAX: i64 = i64::MAX;
 const I64_MAX_STR: &str = "9223372036854775807";
 
 /// Documentation of keys that are stored but do nothing here.
-const NO_EFFECT: &str = "Kafka topic config, stored and reported for compatibility; it has no effect in Sluice.";
+const NO_EFFECT: &str =
+    "Kafka topic config, stored and reported for compatibility; it has no effect in Sluice.";
 
 /// A Kafka key that Sluice checks, stores and reports but does not act on.
 const fn kept(name: &'static str, default: &'static str, kind: i8, check: Check) -> ConfigKey {
@@ -86,7 +87,12 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         applied: true,
         doc: "delete: retention.ms and retention.bytes delete the oldest batches; an empty list keeps everything. compact is not supported yet.",
     },
-    kept("compression.gzip.level", "-1", KIND_INT, Check::RangeOr(1, 9, -1)),
+    kept(
+        "compression.gzip.level",
+        "-1",
+        KIND_INT,
+        Check::RangeOr(1, 9, -1),
+    ),
     kept("compression.lz4.level", "9", KIND_INT, Check::Range(1, 17)),
     ConfigKey {
         name: "compression.type",
@@ -96,17 +102,67 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         applied: false,
         doc: "Stored and reported; batches are always kept as the producer compressed them (as with 'producer').",
     },
-    kept("compression.zstd.level", "3", KIND_INT, Check::Range(-131_072, 22)),
-    kept("delete.retention.ms", "86400000", KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("file.delete.delay.ms", "60000", KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("flush.messages", I64_MAX_STR, KIND_LONG, Check::Range(1, I64_MAX)),
+    kept(
+        "compression.zstd.level",
+        "3",
+        KIND_INT,
+        Check::Range(-131_072, 22),
+    ),
+    kept(
+        "delete.retention.ms",
+        "86400000",
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
+    kept(
+        "file.delete.delay.ms",
+        "60000",
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
+    kept(
+        "flush.messages",
+        I64_MAX_STR,
+        KIND_LONG,
+        Check::Range(1, I64_MAX),
+    ),
     kept("flush.ms", I64_MAX_STR, KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("follower.replication.throttled.replicas", "", KIND_LIST, Check::ThrottledReplicas),
-    kept("index.interval.bytes", "4096", KIND_INT, Check::Range(0, I32_MAX)),
-    kept("leader.replication.throttled.replicas", "", KIND_LIST, Check::ThrottledReplicas),
-    kept("local.retention.bytes", "-2", KIND_LONG, Check::Range(-2, I64_MAX)),
-    kept("local.retention.ms", "-2", KIND_LONG, Check::Range(-2, I64_MAX)),
-    kept("max.compaction.lag.ms", I64_MAX_STR, KIND_LONG, Check::Range(1, I64_MAX)),
+    kept(
+        "follower.replication.throttled.replicas",
+        "",
+        KIND_LIST,
+        Check::ThrottledReplicas,
+    ),
+    kept(
+        "index.interval.bytes",
+        "4096",
+        KIND_INT,
+        Check::Range(0, I32_MAX),
+    ),
+    kept(
+        "leader.replication.throttled.replicas",
+        "",
+        KIND_LIST,
+        Check::ThrottledReplicas,
+    ),
+    kept(
+        "local.retention.bytes",
+        "-2",
+        KIND_LONG,
+        Check::Range(-2, I64_MAX),
+    ),
+    kept(
+        "local.retention.ms",
+        "-2",
+        KIND_LONG,
+        Check::Range(-2, I64_MAX),
+    ),
+    kept(
+        "max.compaction.lag.ms",
+        I64_MAX_STR,
+        KIND_LONG,
+        Check::Range(1, I64_MAX),
+    ),
     ConfigKey {
         name: MAX_MESSAGE_BYTES,
         default: "1048588",
@@ -115,11 +171,36 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         applied: true,
         doc: "Largest record batch accepted, in bytes.",
     },
-    kept("message.downconversion.enable", "true", KIND_BOOLEAN, Check::Any),
-    kept("message.format.version", "3.0-IV1", KIND_STRING, Check::Version),
-    kept("message.timestamp.after.max.ms", I64_MAX_STR, KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("message.timestamp.before.max.ms", I64_MAX_STR, KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("message.timestamp.difference.max.ms", I64_MAX_STR, KIND_LONG, Check::Range(0, I64_MAX)),
+    kept(
+        "message.downconversion.enable",
+        "true",
+        KIND_BOOLEAN,
+        Check::Any,
+    ),
+    kept(
+        "message.format.version",
+        "3.0-IV1",
+        KIND_STRING,
+        Check::Version,
+    ),
+    kept(
+        "message.timestamp.after.max.ms",
+        I64_MAX_STR,
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
+    kept(
+        "message.timestamp.before.max.ms",
+        I64_MAX_STR,
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
+    kept(
+        "message.timestamp.difference.max.ms",
+        I64_MAX_STR,
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
     ConfigKey {
         name: "message.timestamp.type",
         default: "CreateTime",
@@ -128,8 +209,18 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         applied: false,
         doc: "Stored and reported; records keep the producer's create time.",
     },
-    kept("min.cleanable.dirty.ratio", "0.5", KIND_DOUBLE, Check::Ratio(0.0, 1.0)),
-    kept("min.compaction.lag.ms", "0", KIND_LONG, Check::Range(0, I64_MAX)),
+    kept(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        KIND_DOUBLE,
+        Check::Ratio(0.0, 1.0),
+    ),
+    kept(
+        "min.compaction.lag.ms",
+        "0",
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
     ConfigKey {
         name: "min.insync.replicas",
         default: "1",
@@ -140,7 +231,12 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     },
     kept("preallocate", "false", KIND_BOOLEAN, Check::Any),
     kept("remote.log.copy.disable", "false", KIND_BOOLEAN, Check::Any),
-    kept("remote.log.delete.on.disable", "false", KIND_BOOLEAN, Check::Any),
+    kept(
+        "remote.log.delete.on.disable",
+        "false",
+        KIND_BOOLEAN,
+        Check::Any,
+    ),
     kept("remote.storage.enable", "false", KIND_BOOLEAN, Check::Any),
     ConfigKey {
         name: RETENTION_BYTES,
@@ -166,9 +262,24 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         applied: false,
         doc: "Stored and reported; Sluice sizes its segments by flush window, not by this.",
     },
-    kept("segment.index.bytes", "10485760", KIND_INT, Check::Range(4, I32_MAX)),
-    kept("segment.jitter.ms", "0", KIND_LONG, Check::Range(0, I64_MAX)),
-    kept("segment.ms", "604800000", KIND_LONG, Check::Range(1, I64_MAX)),
+    kept(
+        "segment.index.bytes",
+        "10485760",
+        KIND_INT,
+        Check::Range(4, I32_MAX),
+    ),
+    kept(
+        "segment.jitter.ms",
+        "0",
+        KIND_LONG,
+        Check::Range(0, I64_MAX),
+    ),
+    kept(
+        "segment.ms",
+        "604800000",
+        KIND_LONG,
+        Check::Range(1, I64_MAX),
+    ),
     ConfigKey {
         name: "unclean.leader.election.enable",
         default: "false",
@@ -268,9 +379,7 @@ fn is_version(value: &str) -> bool {
     };
     let numbers: Vec<&str> = release.split('.').collect();
     let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (2..=4).contains(&numbers.len())
-        && numbers.iter().all(|n| number(n))
-        && iv.is_none_or(number)
+    (2..=4).contains(&numbers.len()) && numbers.iter().all(|n| number(n)) && iv.is_none_or(number)
 }
 
 fn is_throttled_replicas(value: &str) -> bool {

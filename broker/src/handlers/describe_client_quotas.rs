@@ -2,9 +2,7 @@
 //! filter matches.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::describe_client_quotas_response::{
-    EntityData, EntryData, ValueData,
-};
+use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 
 use super::str_bytes;
@@ -35,7 +33,9 @@ fn filter(req: &DescribeClientQuotasRequest) -> Result<Vec<(String, Want)>, Kafk
             )));
         }
         if out.iter().any(|(seen, _)| *seen == t) {
-            return Err(invalid(format!("entity type '{t}' appears twice in the filter")));
+            return Err(invalid(format!(
+                "entity type '{t}' appears twice in the filter"
+            )));
         }
         let want = match (c.match_type, &c._match) {
             (MATCH_EXACT, Some(name)) => Want::Exact(name.to_string()),

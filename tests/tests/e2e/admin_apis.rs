@@ -77,7 +77,10 @@ fn elect_leaders_describe_producers_and_list_transactions() {
     assert!(s[0].as_i64().unwrap() >= 0, "producer id: {v}");
     assert_eq!(s[1].as_i64(), Some(0), "epoch: {v}");
     assert_eq!(s[2].as_i64(), Some(4), "last sequence: {v}");
-    assert!(s[3].as_i64().unwrap() >= before - 5_000, "last timestamp: {v}");
+    assert!(
+        s[3].as_i64().unwrap() >= before - 5_000,
+        "last timestamp: {v}"
+    );
     assert_eq!(s[4].as_i64(), Some(-1), "coordinator epoch: {v}");
     assert_eq!(s[5].as_i64(), Some(-1), "no open transaction: {v}");
     assert_eq!(producers["1"], serde_json::json!([]), "{v}");
@@ -90,7 +93,8 @@ fn elect_leaders_describe_producers_and_list_transactions() {
     let txns = v["transactions"].as_object().unwrap();
     assert_eq!(txns.len(), 1, "one broker answered: {v}");
     assert!(
-        txns.values().all(|l| l.as_array().is_some_and(Vec::is_empty)),
+        txns.values()
+            .all(|l| l.as_array().is_some_and(Vec::is_empty)),
         "{v}"
     );
 

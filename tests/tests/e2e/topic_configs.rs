@@ -193,10 +193,7 @@ fn kafka_topic_configs_are_accepted_and_invalid_values_refused() {
         after["message.timestamp.type"][0].as_str(),
         Some("CreateTime")
     );
-    assert_eq!(
-        after["min.cleanable.dirty.ratio"][0].as_str(),
-        Some("0.25")
-    );
+    assert_eq!(after["min.cleanable.dirty.ratio"][0].as_str(), Some("0.25"));
     // AlterConfigs replaces the whole set of overrides.
     assert_eq!(
         after["segment.bytes"][1].as_str(),
