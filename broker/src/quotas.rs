@@ -119,6 +119,10 @@ fn entity_from_text(text: &str) -> Option<Entity> {
     Some(pairs.into_iter().collect())
 }
 
+/// Whom usage is measured for: (user, client id), either `None` when
+/// the quota that applies does not depend on it.
+pub type QuotaEntity = (Option<String>, Option<String>);
+
 /// Every stored quota: entity → (quota key → value).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct QuotaTable {
@@ -153,12 +157,7 @@ impl QuotaTable {
     /// The quota `key` for `user`'s client `client_id`, and the entity its
     /// usage is measured for: (user, client id), either left out when the
     /// quota does not depend on it.
-    pub fn quota_for(
-        &self,
-        key: &str,
-        user: &str,
-        client_id: &str,
-    ) -> Option<(f64, (Option<String>, Option<String>))> {
+    pub fn quota_for(&self, key: &str, user: &str, client_id: &str) -> Option<(f64, QuotaEntity)> {
         use Slot::*;
         let (u, c) = (Named(user), Named(client_id));
         let levels = [
@@ -443,7 +442,9 @@ mod tests {
             .collect()
     }
 
-    fn table(rows: &[(&[(&str, Option<&str>)], &str, f64)]) -> QuotaTable {
+    type Row<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str, f64);
+
+    fn table(rows: &[Row<'_>]) -> QuotaTable {
         let mut t = QuotaTable::default();
         for (e, k, v) in rows {
             let e = entity(e);
