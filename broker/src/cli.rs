@@ -418,6 +418,13 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
             let Some(g) = desc.groups.first() else {
                 bail!("no answer for group '{group}'")
             };
+            // Kafka describes a group it does not know as Dead with no
+            // members (newer versions answer GROUP_ID_NOT_FOUND).
+            if g.error_code == ResponseError::GroupIdNotFound.code()
+                || (g.error_code == 0 && g.group_state.as_str() == "Dead" && g.members.is_empty())
+            {
+                bail!("consumer group '{group}' does not exist");
+            }
             check(g.error_code, None, &format!("group '{group}'"))?;
             println!(
                 "Group: {group}  state: {}  assignor: {}  members: {}\n",
@@ -426,16 +433,28 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
                 g.members.len()
             );
             let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+            let mut members: Vec<Vec<String>> = Vec::new();
             for mem in &g.members {
+                let mut assigned = 0;
                 for (t, ps) in parse_assignment(&mem.member_assignment) {
                     for p in ps {
-                        owner.insert(
-                            (t.clone(), p),
-                            format!("{} ({})", mem.client_id, mem.client_host),
-                        );
+                        assigned += 1;
+                        owner.insert((t.clone(), p), mem.member_id.to_string());
                     }
                 }
+                members.push(vec![
+                    mem.member_id.to_string(),
+                    mem.client_id.to_string(),
+                    mem.client_host.to_string(),
+                    assigned.to_string(),
+                ]);
             }
+            members.sort();
+            out(&table(
+                &["MEMBER ID", "CLIENT ID", "HOST", "PARTITIONS"],
+                &members,
+            ));
+            out("\n");
             let mut oreq = m::OffsetFetchRequest::default();
             oreq.group_id = GroupId(s(group.clone()));
             oreq.topics = None;

@@ -129,7 +129,8 @@ pub struct ServeArgs {
     /// `acl` when some listener or the HTTP interfaces authenticate).
     #[arg(long, env = "SLUICE_AUTHORIZER", value_name = "acl|none")]
     pub authorizer: Option<String>,
-    /// Principals allowed everything, separated by `;` (e.g. `User:admin`).
+    /// Principals allowed everything, separated by `;` (e.g.
+    /// `User:admin;User:CN=alice,O=Example`).
     #[arg(long, env = "SLUICE_SUPER_USERS", value_name = "LIST")]
     pub super_users: Option<String>,
     /// With the ACL authorizer, a resource no ACL mentions is open to all

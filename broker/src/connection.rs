@@ -56,6 +56,9 @@ pub struct ConnContext {
     purpose: std::sync::Mutex<Option<(String, usize, Decision)>>,
     /// Topics this connection has read, for the audit log.
     read_topics: std::sync::Mutex<HashSet<String>>,
+    /// A client over its quota is not read from until then (Kafka mutes
+    /// the channel for the throttle time it returned).
+    muted_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ConnContext {
@@ -67,6 +70,32 @@ impl ConnContext {
             principal: std::sync::Mutex::new(crate::policy::ANONYMOUS.into()),
             purpose: std::sync::Mutex::new(None),
             read_topics: std::sync::Mutex::new(HashSet::new()),
+            muted_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Stops reading the connection's next requests for `ms` (a throttle
+    /// time returned to the client).
+    pub fn throttle(&self, ms: i32) {
+        if ms <= 0 {
+            return;
+        }
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms as u64);
+        let mut slot = self.muted_until.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none_or(|u| u < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// When the connection may be read again, if it is muted.
+    fn muted_until(&self) -> Option<tokio::time::Instant> {
+        let mut slot = self.muted_until.lock().unwrap_or_else(|e| e.into_inner());
+        match *slot {
+            Some(u) if u > tokio::time::Instant::now() => Some(u),
+            _ => {
+                *slot = None;
+                None
+            }
         }
     }
 
@@ -234,6 +263,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
             _ = shutdown.cancelled() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
+        if let Some(until) = ctx.muted_until() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
         let (tx, rx) = oneshot::channel();
         if slots.send(rx).await.is_err() {
             return Err("response writer stopped".into());

@@ -29,6 +29,8 @@ pub mod maintenance;
 pub mod meta;
 pub mod objects;
 pub mod policy;
+pub mod quotas;
+pub mod quotas_cli;
 pub mod read;
 pub mod retention;
 pub mod sasl;

@@ -43,6 +43,9 @@ enum Command {
     /// Manage Kafka ACLs (enforced with `sluice serve --authorizer acl`).
     #[command(subcommand)]
     Acls(sluice_broker::access_cli::AclsCmd),
+    /// Manage client quotas (produce/fetch byte rates per user and client id).
+    #[command(subcommand)]
+    Quotas(sluice_broker::quotas_cli::QuotasCmd),
     /// Run a read-only SQL query over the topic tables of a running broker
     /// (e.g. `sluice sql "SELECT count(*) FROM orders"`).
     Sql {
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
             Command::Users(cmd) => sluice_broker::access_cli::users(cmd).await,
             Command::Acls(cmd) => sluice_broker::access_cli::acls(cmd).await,
+            Command::Quotas(cmd) => sluice_broker::quotas_cli::quotas(cmd).await,
             Command::Purposes(cmd) => sluice_broker::access_cli::purposes(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
             Command::Sql {

@@ -124,6 +124,17 @@ pub struct ProducerPartitionState {
 
 pub const PRODUCER_RECENT_BATCHES: usize = 5;
 
+/// One idempotent producer of a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Sequence number of its last batch's last record.
+    pub last_sequence: i32,
+    /// When its last batch was stored (Unix ms).
+    pub last_timestamp: i64,
+}
+
 /// (producer id, topic id, partition).
 pub type ProducerKey = (i64, i64, i32);
 
@@ -557,6 +568,35 @@ impl MetaStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.and_then(|r| serde_json::from_str(r.get::<&str, _>(0)).ok()))
+    }
+
+    /// The idempotent producers whose state is kept for one partition.
+    pub async fn producers_of(
+        &self,
+        topic_id: i64,
+        partition: i32,
+    ) -> Result<Vec<ProducerSummary>> {
+        let rows = sqlx::query(
+            "SELECT producer_id, epoch, recent, updated_ms FROM producer_state
+             WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let recent: ProducerPartitionState =
+                    serde_json::from_str(r.get::<&str, _>(2)).unwrap_or_default();
+                ProducerSummary {
+                    producer_id: r.get(0),
+                    epoch: r.get::<i64, _>(1) as i16,
+                    last_sequence: recent.recent.last().map_or(-1, |b| b.1),
+                    last_timestamp: r.get(3),
+                }
+            })
+            .collect())
     }
 
     /// Hands out a new producer id (never reused).

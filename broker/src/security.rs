@@ -249,13 +249,20 @@ impl SecurityInput {
             .super_users
             .as_deref()
             .unwrap_or("")
-            .split([';', ','])
+            // `;` only, as in Kafka: a certificate principal such as
+            // `User:CN=alice,O=Example` has commas of its own.
+            .split(';')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
         if let Some(bad) = super_users.iter().find(|u| !u.contains(':')) {
             bail!("--super-users: '{bad}' is not a principal such as User:admin");
+        }
+        if let Some(bad) = super_users.iter().find(|u| u.contains(",User:")) {
+            bail!(
+                "--super-users: '{bad}' looks like several principals separated by ','; separate principals with ';'"
+            );
         }
         let authenticating = listeners.iter().any(|l| l.authenticates(tls.as_ref()));
         let http_auth = self.http_auth.unwrap_or(authenticating);
@@ -353,11 +360,13 @@ mod tests {
         let s = SecurityInput {
             listeners: Some("PLAINTEXT://127.0.0.1:9092, SASL_PLAINTEXT://0.0.0.0:9093".into()),
             advertised_listeners: Some("SASL_PLAINTEXT://broker1.example:9093".into()),
-            super_users: Some("User:admin;User:ops".into()),
+            super_users: Some("User:admin; User:ops;User:CN=alice,O=Example".into()),
             ..input()
         }
         .resolve()
         .unwrap();
+        assert!(s.is_super_user("User:CN=alice,O=Example"));
+        assert!(!s.is_super_user("User:CN=alice"));
         assert_eq!(s.listeners[1].advertised_host, "broker1.example");
         assert_eq!(s.listeners[0].advertised_port, 9092);
         assert!(s.acl_authorizer && s.http_auth);
@@ -394,6 +403,13 @@ mod tests {
                     ..input()
                 },
                 "User:admin",
+            ),
+            (
+                SecurityInput {
+                    super_users: Some("User:admin,User:ops".into()),
+                    ..input()
+                },
+                "separate principals with ';'",
             ),
         ] {
             let err = i.resolve().unwrap_err().to_string();

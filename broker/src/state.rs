@@ -37,6 +37,8 @@ pub struct Broker {
     pub authorizer: crate::acl::Authorizer,
     /// Purpose grants made with the admin API.
     pub purpose_grants: crate::grants::PurposeGrants,
+    /// Client quotas (stored) and the usage this broker measured.
+    pub quotas: crate::quotas::Quotas,
     /// Topics by name, with when they were read from the metadata store.
     topics: RwLock<HashMap<String, (Arc<TopicRecord>, std::time::Instant)>>,
 }
@@ -123,6 +125,7 @@ impl Broker {
             credentials: crate::scram::Credentials::new(p.meta.clone()),
             authorizer: crate::acl::Authorizer::new(p.config.security.clone(), p.meta.clone()),
             purpose_grants: crate::grants::PurposeGrants::new(p.meta.clone()),
+            quotas: crate::quotas::Quotas::new(p.meta.clone()),
             redactor: crate::policy::Redactor::new(
                 p.validator.clone(),
                 p.config.policies.clone(),

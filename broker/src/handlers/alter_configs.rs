@@ -56,9 +56,13 @@ async fn alter_topic(
         })?;
     let mut overrides = topic.config.overrides.clone();
     change(&mut overrides)?;
+    // Only what changes is checked: an override stored by an older
+    // version stays until someone changes it.
     for (k, v) in &overrides {
-        topic_config::validate(k, v)
-            .map_err(|m| KafkaError::new(ResponseError::InvalidConfig, m))?;
+        if topic.config.overrides.get(k) != Some(v) {
+            topic_config::validate(k, v)
+                .map_err(|m| KafkaError::new(ResponseError::InvalidConfig, m))?;
+        }
     }
     if !validate_only {
         broker
@@ -96,12 +100,12 @@ pub async fn handle_incremental(
             |o| {
                 for c in &res.configs {
                     let name = c.name.to_string();
-                    if topic_config::key(&name).is_none() {
+                    let Some(key) = topic_config::key(&name) else {
                         return Err(KafkaError::new(
                             ResponseError::InvalidConfig,
                             format!("unknown topic config '{name}'"),
                         ));
-                    }
+                    };
                     let value = c.value.as_ref().map(|v| v.to_string());
                     match c.config_operation {
                         OP_SET => {
@@ -109,6 +113,22 @@ pub async fn handle_incremental(
                         }
                         OP_DELETE => {
                             o.remove(&name);
+                        }
+                        OP_APPEND | OP_SUBTRACT if key.kind == topic_config::KIND_LIST => {
+                            let current = o.get(&name).map_or(key.default, String::as_str);
+                            let mut items: Vec<String> = topic_config::list_items(current)
+                                .map(str::to_owned)
+                                .collect();
+                            let given = value.unwrap_or_default();
+                            for item in topic_config::list_items(&given) {
+                                let present = items.iter().any(|i| i == item);
+                                if c.config_operation == OP_APPEND && !present {
+                                    items.push(item.to_owned());
+                                } else if c.config_operation == OP_SUBTRACT {
+                                    items.retain(|i| i != item);
+                                }
+                            }
+                            o.insert(name, items.join(","));
                         }
                         OP_APPEND | OP_SUBTRACT => {
                             return Err(KafkaError::new(

@@ -298,3 +298,38 @@ async fn read_partition(
     pd.records = Some(records);
     Ok(n)
 }
+
+/// Measures the fetched bytes against the client's consumer byte-rate
+/// quota. Over it, as in Kafka, the response goes out at once without
+/// records (the bytes are not counted), carrying the throttle time, and the
+/// connection is not read for that long.
+pub async fn apply_quota(
+    broker: &Broker,
+    ctx: &ConnContext,
+    client_id: &str,
+    resp: &mut FetchResponse,
+) {
+    let bytes: usize = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let (throttle, recorded) = broker
+        .quotas
+        .record(
+            crate::quotas::Kind::Fetch,
+            &ctx.principal(),
+            client_id,
+            bytes,
+        )
+        .await;
+    if throttle > 0 {
+        if let Some(r) = recorded {
+            broker.quotas.unrecord(r);
+        }
+        resp.responses.clear();
+        resp.throttle_time_ms = throttle;
+        ctx.throttle(throttle);
+    }
+}

@@ -16,6 +16,7 @@ use crate::connection::ConnContext;
 use crate::state::SharedBroker;
 
 mod acls;
+mod alter_client_quotas;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -23,10 +24,13 @@ mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -35,6 +39,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -136,10 +141,18 @@ pub async fn start(
         }
         ApiKey::Metadata => with_ctx!(broker, ctx, req, metadata, m::MetadataRequest),
         ApiKey::Fetch => {
-            let body: m::FetchRequest = req.decode()?;
+            let mut body: m::FetchRequest = req.decode()?;
             async move {
                 let client_id = req.header.client_id.as_deref().unwrap_or("");
-                let resp = fetch::handle(&broker, body, &ctx, client_id).await;
+                if let Some(cap) = broker
+                    .quotas
+                    .max_fetch_bytes(&ctx.principal(), client_id)
+                    .await
+                {
+                    body.max_bytes = body.max_bytes.min(cap);
+                }
+                let mut resp = fetch::handle(&broker, body, &ctx, client_id).await;
+                fetch::apply_quota(&broker, &ctx, client_id, &mut resp).await;
                 respond(&req, &resp)
             }
             .boxed()
@@ -329,6 +342,35 @@ pub async fn start(
             }
             .boxed()
         }
+        ApiKey::ElectLeaders => checked!(broker, ctx, req, elect_leaders, m::ElectLeadersRequest),
+        ApiKey::DescribeProducers => {
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_producers,
+                m::DescribeProducersRequest
+            )
+        }
+        ApiKey::ListTransactions => {
+            let body: m::ListTransactionsRequest = req.decode()?;
+            let out = respond(&req, &list_transactions::handle(body));
+            async move { out }.boxed()
+        }
+        ApiKey::DescribeClientQuotas => checked!(
+            broker,
+            ctx,
+            req,
+            describe_client_quotas,
+            m::DescribeClientQuotasRequest
+        ),
+        ApiKey::AlterClientQuotas => checked!(
+            broker,
+            ctx,
+            req,
+            alter_client_quotas,
+            m::AlterClientQuotasRequest
+        ),
         other => {
             return Err(CodecError::UnsupportedVersion {
                 api: other,

@@ -230,10 +230,25 @@ async fn run(
         };
         metrics::histogram!("sluice_produce_latency_seconds")
             .record(received.elapsed().as_secs_f64());
+        // Kafka measures a producer's byte rate by request size, after the
+        // append; over the quota, the answer carries the throttle time and
+        // the connection is not read for that long.
+        let client_id = req.header.client_id.as_deref().unwrap_or("");
+        let (throttle, _) = broker
+            .quotas
+            .record(
+                crate::quotas::Kind::Produce,
+                &ctx.principal(),
+                client_id,
+                req.body.len(),
+            )
+            .await;
+        ctx.throttle(throttle);
         if acks == 0 {
             return Ok(None);
         }
         let mut resp = ProduceResponse::default();
+        resp.throttle_time_ms = throttle;
         for (name, parts) in topics {
             let mut tr = TopicProduceResponse::default();
             tr.name = name;

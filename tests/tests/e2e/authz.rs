@@ -133,7 +133,7 @@ fn acls_and_purpose_grants_decide_who_reads_what() {
         "acl",
         // The loopback plaintext listener is for local tools.
         "--super-users",
-        "User:admin,User:ANONYMOUS",
+        "User:admin;User:ANONYMOUS",
         "--policy-file",
         policy.path().to_str().unwrap(),
         "--group-initial-rebalance-delay-ms",

@@ -144,6 +144,22 @@ fn describe_rows(out: &str) -> BTreeMap<(String, i32), Vec<String>> {
         .collect()
 }
 
+/// The member id of `client_id`'s member in the members table printed by
+/// `sluice groups describe` (MEMBER ID, CLIENT ID, HOST, PARTITIONS).
+fn member_id(out: &str, client_id: &str) -> String {
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("MEMBER ID"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .filter(|cells: &Vec<&str>| cells.get(1) == Some(&client_id))
+        .collect();
+    assert_eq!(rows.len(), 1, "one member of {client_id} in:\n{out}");
+    assert_eq!(rows[0][2], "/127.0.0.1", "host of {client_id} in:\n{out}");
+    rows[0][0].to_string()
+}
+
 fn row(committed: &str, end: &str, lag: &str, member: &str) -> Vec<String> {
     [committed, end, lag, member].map(str::to_string).to_vec()
 }
@@ -155,7 +171,8 @@ fn cli_checks(broker: &Broker) {
         out.contains("state: Stable") && out.contains("members: 1"),
         "group summary line:\n{out}"
     );
-    let owner = "ga-busy-y (/127.0.0.1)";
+    let owner = member_id(&out, "ga-busy-y");
+    let owner = owner.as_str();
     assert_eq!(
         describe_rows(&out),
         BTreeMap::from([

@@ -87,7 +87,7 @@ fn http_interfaces_want_credentials() {
         "--authorizer",
         "acl",
         "--super-users",
-        "User:admin,User:ANONYMOUS",
+        "User:admin;User:ANONYMOUS",
         "--policy-file",
         policy.path().to_str().unwrap(),
         "--table-commit-interval-ms",

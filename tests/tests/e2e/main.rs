@@ -3,6 +3,7 @@
 //! (librdkafka, kcat, kafka-python, confluent-kafka) or raw sockets.
 
 mod admin;
+mod admin_apis;
 mod authz;
 mod bad_input;
 mod cluster;
@@ -11,6 +12,7 @@ mod dead_letters;
 mod durability;
 mod gateway;
 mod groups;
+mod groups_cli;
 mod groups_python;
 mod http_auth;
 mod kcat;
@@ -28,3 +30,4 @@ mod sasl;
 mod storage;
 mod table_messages;
 mod tls;
+mod topic_configs;

@@ -414,3 +414,82 @@ fn client_certificates_name_the_principal() {
     );
     assert_eq!(again.trim(), "signed", "bob's record got in");
 }
+
+/// A certificate principal has commas of its own (`User:CN=carol,O=...`),
+/// so `--super-users` separates principals with `;` only, as Kafka does.
+#[test]
+fn certificate_principal_is_a_super_user() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(certs.path());
+    let (carol_cert, carol_key) = client_certificate(certs.path(), "carol");
+    let (dave_cert, dave_key) = client_certificate(certs.path(), "dave");
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start_with(&[
+        "--listeners",
+        &format!("PLAINTEXT://{{kafka}},SSL://{tls_addr}"),
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        "--tls-client-ca",
+        path(&ca),
+        "--super-users",
+        "User:CN=carol,O=Sluice Tests;User:ANONYMOUS",
+    ]);
+    crate::lakehouse::sluice_cli(&["topics", "create", "su", "-b", &broker.bootstrap()]);
+
+    let ca_opt = format!("ssl.ca.location={}", path(&ca));
+    let as_client = |cert: &Path, key: &Path, more: &[&str], stdin: Option<&[u8]>| {
+        let cert_opt = format!("ssl.certificate.location={}", path(cert));
+        let key_opt = format!("ssl.key.location={}", path(key));
+        let mut args = vec![
+            "-b",
+            tls_addr.as_str(),
+            "-X",
+            "security.protocol=ssl",
+            "-X",
+            ca_opt.as_str(),
+            "-X",
+            cert_opt.as_str(),
+            "-X",
+            key_opt.as_str(),
+        ];
+        args.extend(more);
+        kcat(&args, stdin, KCAT_TIMEOUT).unwrap()
+    };
+    // No ACL names carol: she writes and reads as a super user.
+    let out = as_client(
+        &carol_cert,
+        &carol_key,
+        &["-P", "-t", "su"],
+        Some(b"super\n"),
+    );
+    expect_success("kcat -P with carol's certificate", &out);
+    let out = as_client(
+        &carol_cert,
+        &carol_key,
+        &["-C", "-t", "su", "-o", "beginning", "-e"],
+        None,
+    );
+    assert_eq!(expect_success("kcat -C as carol", &out).trim(), "super");
+
+    // dave is no super user and no ACL names him.
+    let out = as_client(
+        &dave_cert,
+        &dave_key,
+        &["-P", "-t", "su", "-m", "5"],
+        Some(b"other\n"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("authorization failed"),
+        "dave's produce was not refused:\n{stderr}"
+    );
+
+    // The old comma-separated form is refused at startup with a hint.
+    let err = match Broker::try_start_with(&["--super-users", "User:admin,User:ANONYMOUS"]) {
+        Ok(_) => panic!("a comma-separated --super-users list was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("separate principals with ';'"), "{err}");
+}
