@@ -244,10 +244,12 @@ async fn value_column(
         (message, Framing::Raw)
     };
     let source = format!("{subject}:{}:{}", latest.id, message.full_name());
-    Ok(ValueColumn::Message(
-        ValueFormat { message, framing },
-        source,
-    ))
+    let format = ValueFormat {
+        message,
+        framing,
+        schema_version: latest.version,
+    };
+    Ok(ValueColumn::Message(format, source))
 }
 
 /// The message each framing among `rows` names, in order of first use

@@ -15,6 +15,7 @@
 //! reused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use iceberg::spec::{
     ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
@@ -86,6 +87,25 @@ impl FieldIds {
         serde_json::to_string(&self.ids).unwrap_or_else(|_| "{}".into())
     }
 
+    /// The field number each struct field's id stands for (the last step
+    /// of its path); list elements, map keys and values are left out.
+    pub fn numbers(&self) -> std::collections::HashMap<i32, u32> {
+        self.ids
+            .iter()
+            .filter_map(|(path, id)| {
+                let last = path.rsplit('.').next()?;
+                last.parse::<u32>().ok().map(|n| (*id, n))
+            })
+            .collect()
+    }
+
+    /// Forgets the ids of `path` and everything below it: they are given
+    /// anew (the old ones are never reused).
+    fn forget(&mut self, path: &str) {
+        let below = format!("{path}.");
+        self.ids.retain(|p, _| p != path && !p.starts_with(&below));
+    }
+
     fn id(&mut self, path: &str) -> i32 {
         if let Some(id) = self.ids.get(path) {
             return *id;
@@ -96,12 +116,35 @@ impl FieldIds {
     }
 }
 
-/// The Iceberg schema of a topic's table. `message` is the value's message
-/// type when the topic is schema-bound.
+/// The Iceberg schema of a new topic table. `message` is the value's
+/// message type when the topic is schema-bound.
 pub fn table_schema(
     message: Option<&MessageDescriptor>,
     ids: &mut FieldIds,
 ) -> Result<Schema, String> {
+    evolve_schema(message, ids, None, "").map(|(schema, _)| schema)
+}
+
+/// The schema a table moves to when its value message changes (a new
+/// schema version), given the schema it has (`previous`):
+///
+/// - a new field is a new column; a renamed one (same number) keeps its id;
+/// - a field no longer in the message (removed, `reserved`) stays, optional,
+///   so its history stays readable: dropping it is an operator's decision;
+/// - a number widened as Iceberg allows (int → long, float → double) is
+///   promoted in place; a narrowed one keeps the wider column;
+/// - any other change of a field's type (int32 → string, scalar ↔ message,
+///   singular ↔ repeated) cannot be expressed: the old column stays as it
+///   is, and the field continues in a new column (new id) named
+///   `NAME_TAG` (`tag` names the schema version, e.g. `v3`).
+///
+/// Returns the schema and a line per such incompatible change.
+pub fn evolve_schema(
+    message: Option<&MessageDescriptor>,
+    ids: &mut FieldIds,
+    previous: Option<&Schema>,
+    tag: &str,
+) -> Result<(Schema, Vec<String>), String> {
     let string = || Type::Primitive(PrimitiveType::String);
     let binary = || Type::Primitive(PrimitiveType::Binary);
     let header = StructType::new(vec![
@@ -142,99 +185,245 @@ pub fn table_schema(
             .with_doc("Kafka record value exactly as produced")
             .into(),
     ];
+    let mut deriver = Deriver {
+        ids,
+        tag,
+        notes: Vec::new(),
+        conflict: false,
+    };
     if let Some(message) = message {
-        let value = message_struct(message, "value", ids, 0)?;
+        let previous_value = previous
+            .and_then(|s| s.field_by_id(ID_VALUE))
+            .and_then(|f| match &*f.field_type {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            });
+        let value = deriver.message_struct(message, "value", previous_value, 0)?;
         fields.push(
             NestedField::optional(ID_VALUE, COL_VALUE, Type::Struct(value))
                 .with_doc(format!("Decoded {}", message.full_name()))
                 .into(),
         );
     }
-    Schema::builder()
+    let notes = deriver.notes;
+    let schema = Schema::builder()
         .with_fields(fields)
         .build()
-        .map_err(|e| format!("cannot build the table schema: {e}"))
+        .map_err(|e| format!("cannot build the table schema: {e}"))?;
+    Ok((schema, notes))
 }
 
-fn message_struct(
-    message: &MessageDescriptor,
-    path: &str,
-    ids: &mut FieldIds,
-    depth: usize,
-) -> Result<StructType, String> {
-    let mut fields = Vec::new();
-    for field in message.fields() {
-        let field_path = format!("{path}.{}", field.number());
-        let id = ids.id(&field_path);
-        let ty = field_type(&field, &field_path, ids, depth)?;
-        fields.push(NestedField::optional(id, field.name(), ty).into());
+/// Derives column types from a message, reconciling them with the columns
+/// the table had.
+struct Deriver<'a> {
+    ids: &'a mut FieldIds,
+    tag: &'a str,
+    notes: Vec<String>,
+    /// Set when a derived type cannot replace the previous one.
+    conflict: bool,
+}
+
+impl Deriver<'_> {
+    fn message_struct(
+        &mut self,
+        message: &MessageDescriptor,
+        path: &str,
+        previous: Option<&StructType>,
+        depth: usize,
+    ) -> Result<StructType, String> {
+        // (id, protobuf name, type, previous column of that id)
+        let mut live = Vec::new();
+        for field in message.fields() {
+            let field_path = format!("{path}.{}", field.number());
+            let mut id = self.ids.id(&field_path);
+            let mut before = previous.and_then(|s| s.field_by_id(id));
+            let outer = std::mem::replace(&mut self.conflict, false);
+            let mut ty =
+                self.field_type(&field, &field_path, before.map(|f| &*f.field_type), depth)?;
+            if self.conflict {
+                // The old column stays as it is (see below); the field goes
+                // on under a new id.
+                let old = before.map(|f| f.field_type.to_string()).unwrap_or_default();
+                self.ids.forget(&field_path);
+                id = self.ids.id(&field_path);
+                before = None;
+                self.conflict = false;
+                ty = self.field_type(&field, &field_path, None, depth)?;
+                self.notes.push(format!(
+                    "field {} changed from {old} to {ty}, which Iceberg cannot express: its old values stay in the old column and new ones go to a new column",
+                    field.full_name()
+                ));
+            }
+            self.conflict = outer;
+            live.push((id, field.name().to_string(), ty, before.cloned()));
+        }
+        let retired: Vec<NestedFieldRef> = previous
+            .map(|s| {
+                s.fields()
+                    .iter()
+                    .filter(|f| !live.iter().any(|(id, ..)| *id == f.id))
+                    .map(|f| {
+                        let mut kept = f.as_ref().clone();
+                        kept.required = false;
+                        Arc::new(kept)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut fields: Vec<NestedFieldRef> = Vec::with_capacity(live.len() + retired.len());
+        for (id, name, ty, before) in live {
+            // A kept column holds the field's name: the field takes a
+            // suffixed one (the same as before, once given).
+            let name = if retired.iter().any(|r| r.name == name) {
+                match before {
+                    Some(b) if b.name.starts_with(&format!("{name}_")) => b.name.clone(),
+                    _ => format!("{name}_{}", self.tag),
+                }
+            } else {
+                name
+            };
+            fields.push(NestedField::optional(id, name, ty).into());
+        }
+        fields.extend(retired);
+        Ok(StructType::new(fields))
     }
-    Ok(StructType::new(fields))
-}
 
-fn field_type(
-    field: &FieldDescriptor,
-    path: &str,
-    ids: &mut FieldIds,
-    depth: usize,
-) -> Result<Type, String> {
-    if field.is_map() {
-        let Kind::Message(entry) = field.kind() else {
-            return Err(format!("map field {} has no entry type", field.full_name()));
+    fn field_type(
+        &mut self,
+        field: &FieldDescriptor,
+        path: &str,
+        previous: Option<&Type>,
+        depth: usize,
+    ) -> Result<Type, String> {
+        if field.is_map() {
+            let Kind::Message(entry) = field.kind() else {
+                return Err(format!("map field {} has no entry type", field.full_name()));
+            };
+            let before = match previous {
+                Some(Type::Map(m)) => Some(m),
+                Some(_) => {
+                    self.conflict = true;
+                    None
+                }
+                None => None,
+            };
+            let key = entry.map_entry_key_field();
+            let value = entry.map_entry_value_field();
+            let key_path = format!("{path}.key");
+            let key_id = self.ids.id(&key_path);
+            let value_path = format!("{path}.val");
+            let value_id = self.ids.id(&value_path);
+            let key_ty = self.single_type(
+                &key,
+                &key_path,
+                before.map(|m| &*m.key_field.field_type),
+                depth,
+            )?;
+            let value_ty = self.single_type(
+                &value,
+                &value_path,
+                before.map(|m| &*m.value_field.field_type),
+                depth,
+            )?;
+            return Ok(Type::Map(MapType::new(
+                NestedField::map_key_element(key_id, key_ty).into(),
+                NestedField::map_value_element(value_id, value_ty, false).into(),
+            )));
+        }
+        if field.is_list() {
+            let before = match previous {
+                Some(Type::List(l)) => Some(&*l.element_field.field_type),
+                Some(_) => {
+                    self.conflict = true;
+                    None
+                }
+                None => None,
+            };
+            let elem_path = format!("{path}.elem");
+            let elem_id = self.ids.id(&elem_path);
+            let elem_ty = self.single_type(field, &elem_path, before, depth)?;
+            return Ok(Type::List(ListType::new(
+                NestedField::list_element(elem_id, elem_ty, false).into(),
+            )));
+        }
+        if matches!(previous, Some(Type::List(_) | Type::Map(_))) {
+            self.conflict = true;
+            return self.single_type(field, path, None, depth);
+        }
+        self.single_type(field, path, previous, depth)
+    }
+
+    /// The type of one (non-repeated) value of `field`.
+    fn single_type(
+        &mut self,
+        field: &FieldDescriptor,
+        path: &str,
+        previous: Option<&Type>,
+        depth: usize,
+    ) -> Result<Type, String> {
+        let primitive = match field.kind() {
+            Kind::Double => PrimitiveType::Double,
+            Kind::Float => PrimitiveType::Float,
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => PrimitiveType::Int,
+            // Iceberg has no unsigned types: uint32 widens to long; uint64
+            // and fixed64 are stored as long (values above 2^63 wrap).
+            Kind::Int64
+            | Kind::Sint64
+            | Kind::Sfixed64
+            | Kind::Uint32
+            | Kind::Fixed32
+            | Kind::Uint64
+            | Kind::Fixed64 => PrimitiveType::Long,
+            Kind::Bool => PrimitiveType::Boolean,
+            Kind::String | Kind::Enum(_) => PrimitiveType::String,
+            Kind::Bytes => PrimitiveType::Binary,
+            Kind::Message(m) => match well_known(&m) {
+                Some(WellKnown::Timestamp) => PrimitiveType::Timestamptz,
+                Some(WellKnown::Wrapper(inner)) => {
+                    return self.single_type(&inner, path, previous, depth);
+                }
+                None if depth >= MAX_DEPTH => PrimitiveType::Binary,
+                None => {
+                    let before = match previous {
+                        Some(Type::Struct(s)) => Some(s),
+                        Some(_) => {
+                            self.conflict = true;
+                            None
+                        }
+                        None => None,
+                    };
+                    let nested = self.message_struct(&m, path, before, depth + 1)?;
+                    return Ok(Type::Struct(nested));
+                }
+            },
         };
-        let key = entry.map_entry_key_field();
-        let value = entry.map_entry_value_field();
-        let key_id = ids.id(&format!("{path}.key"));
-        let value_path = format!("{path}.val");
-        let value_id = ids.id(&value_path);
-        let key_ty = single_type(&key, &format!("{path}.key"), ids, depth)?;
-        let value_ty = single_type(&value, &value_path, ids, depth)?;
-        return Ok(Type::Map(MapType::new(
-            NestedField::map_key_element(key_id, key_ty).into(),
-            NestedField::map_value_element(value_id, value_ty, false).into(),
-        )));
+        Ok(Type::Primitive(match previous {
+            None => primitive,
+            Some(Type::Primitive(old)) => match reconcile(old, &primitive) {
+                Some(t) => t,
+                None => {
+                    self.conflict = true;
+                    primitive
+                }
+            },
+            Some(_) => {
+                self.conflict = true;
+                primitive
+            }
+        }))
     }
-    if field.is_list() {
-        let elem_path = format!("{path}.elem");
-        let elem_id = ids.id(&elem_path);
-        let elem_ty = single_type(field, &elem_path, ids, depth)?;
-        return Ok(Type::List(ListType::new(
-            NestedField::list_element(elem_id, elem_ty, false).into(),
-        )));
-    }
-    single_type(field, path, ids, depth)
 }
 
-/// The type of one (non-repeated) value of `field`.
-fn single_type(
-    field: &FieldDescriptor,
-    path: &str,
-    ids: &mut FieldIds,
-    depth: usize,
-) -> Result<Type, String> {
-    let p = |t| Ok(Type::Primitive(t));
-    match field.kind() {
-        Kind::Double => p(PrimitiveType::Double),
-        Kind::Float => p(PrimitiveType::Float),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => p(PrimitiveType::Int),
-        // Iceberg has no unsigned types: uint32 widens to long; uint64 and
-        // fixed64 are stored as long (values above 2^63 wrap).
-        Kind::Int64
-        | Kind::Sint64
-        | Kind::Sfixed64
-        | Kind::Uint32
-        | Kind::Fixed32
-        | Kind::Uint64
-        | Kind::Fixed64 => p(PrimitiveType::Long),
-        Kind::Bool => p(PrimitiveType::Boolean),
-        Kind::String | Kind::Enum(_) => p(PrimitiveType::String),
-        Kind::Bytes => p(PrimitiveType::Binary),
-        Kind::Message(m) => match well_known(&m) {
-            Some(WellKnown::Timestamp) => p(PrimitiveType::Timestamptz),
-            Some(WellKnown::Wrapper(inner)) => single_type(&inner, path, ids, depth),
-            None if depth >= MAX_DEPTH => p(PrimitiveType::Binary),
-            None => Ok(Type::Struct(message_struct(&m, path, ids, depth + 1)?)),
-        },
+/// The column type for a field that was `old` and is now `new`, when one
+/// column can hold both: Iceberg's promotions (int → long, float → double),
+/// and the wider type kept when a field narrows.
+fn reconcile(old: &PrimitiveType, new: &PrimitiveType) -> Option<PrimitiveType> {
+    use PrimitiveType::{Double, Float, Int, Long};
+    match (old, new) {
+        (a, b) if a == b => Some(b.clone()),
+        (Int, Long) | (Long, Int) => Some(Long),
+        (Float, Double) | (Double, Float) => Some(Double),
+        _ => None,
     }
 }
 
@@ -340,6 +529,62 @@ mod tests {
             v1.field_by_name("value.items.element.qty").unwrap().id,
             v2.field_by_name("value.items.element.qty").unwrap().id
         );
+    }
+
+    #[test]
+    fn removed_fields_stay_and_incompatible_changes_start_a_new_column() {
+        let mut ids = FieldIds::default();
+        let v1 = table_schema(Some(&order(V1)), &mut ids).unwrap();
+        // v2: `id` (1) becomes a number, `coupon` (7) is reserved, the
+        // customer's `name` (2) is removed, `status` widens nothing.
+        let v2_text = V1
+            .replace("string id = 1;", "int64 id = 1;")
+            .replace("google.protobuf.Int32Value coupon = 7;", "reserved 7;")
+            .replace("string name = 2;", "");
+        let (v2, notes) = evolve_schema(Some(&order(&v2_text)), &mut ids, Some(&v1), "v2").unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("shop.Order.id"), "{notes:?}");
+        // The old columns keep their ids and names; the changed field goes on
+        // in a new column.
+        assert_eq!(type_of(&v2, "value.id"), type_of(&v1, "value.id"));
+        assert_eq!(type_of(&v2, "value.coupon"), type_of(&v1, "value.coupon"));
+        assert_eq!(
+            type_of(&v2, "value.customer.name"),
+            type_of(&v1, "value.customer.name")
+        );
+        let new_id = v2.field_by_name("value.id_v2").unwrap();
+        assert!(new_id.id > v1.highest_field_id());
+        assert_eq!(new_id.field_type.to_string(), "long");
+        // The numbers of the ids: the new column is field 1, the old id
+        // belongs to no field any more.
+        let numbers = ids.numbers();
+        assert_eq!(numbers.get(&new_id.id), Some(&1));
+        let old_id = v1.field_by_name("value.id").unwrap().id;
+        assert_eq!(numbers.get(&old_id), None);
+
+        // v3 keeps the same shape: nothing moves again, names stay.
+        let (v3, notes) = evolve_schema(Some(&order(&v2_text)), &mut ids, Some(&v2), "v3").unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(type_of(&v3, "value.id_v2"), type_of(&v2, "value.id_v2"));
+        assert_eq!(type_of(&v3, "value.id"), type_of(&v2, "value.id"));
+    }
+
+    #[test]
+    fn numbers_widen_in_place_and_keep_the_wider_type() {
+        let text = r#"syntax = "proto3"; package shop;
+            message Order { int32 qty = 1; float price = 2; int64 total = 3; }"#;
+        let mut ids = FieldIds::default();
+        let v1 = table_schema(Some(&order(text)), &mut ids).unwrap();
+        let widened = text
+            .replace("int32 qty", "int64 qty")
+            .replace("float price", "double price")
+            .replace("int64 total", "int32 total");
+        let (v2, notes) = evolve_schema(Some(&order(&widened)), &mut ids, Some(&v1), "v2").unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        let qty_id = v1.field_by_name("value.qty").unwrap().id;
+        assert_eq!(type_of(&v2, "value.qty"), format!("{qty_id}:long"));
+        assert!(type_of(&v2, "value.price").ends_with(":double"));
+        assert!(type_of(&v2, "value.total").ends_with(":long"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! reported in [`Undecoded`] so that the caller can say so.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -31,7 +32,13 @@ pub struct ValueFormat {
     /// The message the table's `value` column holds.
     pub message: MessageDescriptor,
     pub framing: Framing,
+    /// The subject version `message` comes from (names columns that an
+    /// incompatible change had to start anew).
+    pub schema_version: i32,
 }
+
+/// The Protobuf field number each struct column's field id stands for.
+pub type FieldNumbers = HashMap<i32, u32>;
 
 /// How a value names its message.
 #[derive(Debug, Clone)]
@@ -88,6 +95,7 @@ pub struct KafkaRow<'a> {
 pub fn to_record_batch(
     schema: &SchemaRef,
     format: Option<&ValueFormat>,
+    numbers: &FieldNumbers,
     rows: &[KafkaRow<'_>],
 ) -> Result<(RecordBatch, Undecoded), String> {
     let mut undecoded = Undecoded::default();
@@ -123,7 +131,7 @@ pub fn to_record_batch(
                 let DataType::Struct(fields) = field.data_type() else {
                     return Err("value column is not a struct".into());
                 };
-                struct_array(&refs, &format.message, fields)?
+                struct_array(&refs, &format.message, fields, numbers)?
             }
             other => return Err(format!("unknown column {other}")),
         };
@@ -239,27 +247,45 @@ fn headers_column(field: &Field, rows: &[KafkaRow<'_>]) -> Result<ArrayRef, Stri
 
 type Slot<'a> = Option<Cow<'a, Value>>;
 
+/// Columns are matched to fields by field id → field number, so a column
+/// keeps its values whatever the field is called now; a column whose field
+/// the message no longer has (removed, or continued in a new column) is
+/// null for these rows.
 fn struct_array(
     messages: &[Option<&DynamicMessage>],
     descriptor: &MessageDescriptor,
     fields: &Fields,
+    numbers: &FieldNumbers,
 ) -> Result<ArrayRef, String> {
     let mut children = Vec::with_capacity(fields.len());
     for arrow_field in fields {
-        let field = descriptor
-            .get_field_by_name(arrow_field.name())
-            .ok_or_else(|| {
-                format!(
-                    "column {} has no field in {}",
-                    arrow_field.name(),
-                    descriptor.full_name()
-                )
-            })?;
+        let number = arrow_field
+            .metadata()
+            .get(parquet::arrow::PARQUET_FIELD_ID_META_KEY)
+            .and_then(|id| id.parse::<i32>().ok())
+            .and_then(|id| numbers.get(&id));
+        let field = match number {
+            Some(n) => descriptor.get_field(*n),
+            // A table written before ids were recorded: by name.
+            None => descriptor.get_field_by_name(arrow_field.name()),
+        };
+        let Some(field) = field else {
+            children.push(arrow_array::new_null_array(
+                arrow_field.data_type(),
+                messages.len(),
+            ));
+            continue;
+        };
         let slots: Vec<Slot<'_>> = messages
             .iter()
             .map(|m| m.and_then(|m| field_slot(m, &field)))
             .collect();
-        children.push(field_array(&field, arrow_field.data_type(), &slots)?);
+        children.push(field_array(
+            &field,
+            arrow_field.data_type(),
+            &slots,
+            numbers,
+        )?);
     }
     let nulls = NullBuffer::from(messages.iter().map(|m| m.is_some()).collect::<Vec<_>>());
     let array = if fields.is_empty() {
@@ -285,9 +311,10 @@ fn field_array(
     field: &FieldDescriptor,
     ty: &DataType,
     slots: &[Slot<'_>],
+    numbers: &FieldNumbers,
 ) -> Result<ArrayRef, String> {
     if field.is_map() {
-        return map_array(field, ty, slots);
+        return map_array(field, ty, slots, numbers);
     }
     if field.is_list() {
         let DataType::List(element) = ty else {
@@ -301,7 +328,7 @@ fn field_array(
             }
             offsets.push(items.len() as i32);
         }
-        let values = single_array(&field.kind(), element.data_type(), &items)?;
+        let values = single_array(&field.kind(), element.data_type(), &items, numbers)?;
         let nulls = NullBuffer::from(slots.iter().map(|s| s.is_some()).collect::<Vec<_>>());
         let list = ListArray::try_new(
             element.clone(),
@@ -312,13 +339,14 @@ fn field_array(
         .map_err(|e| format!("cannot build {}: {e}", field.full_name()))?;
         return Ok(Arc::new(list));
     }
-    single_array(&field.kind(), ty, slots)
+    single_array(&field.kind(), ty, slots, numbers)
 }
 
 fn map_array(
     field: &FieldDescriptor,
     ty: &DataType,
     slots: &[Slot<'_>],
+    numbers: &FieldNumbers,
 ) -> Result<ArrayRef, String> {
     let (DataType::Map(entries_field, _), Kind::Message(entry)) = (ty, field.kind()) else {
         return Err(format!("{} should be a map column", field.full_name()));
@@ -343,8 +371,18 @@ fn map_array(
         }
         offsets.push(keys.len() as i32);
     }
-    let key_array = single_array(&key_field.kind(), entry_fields[0].data_type(), &keys)?;
-    let value_array = single_array(&value_field.kind(), entry_fields[1].data_type(), &values)?;
+    let key_array = single_array(
+        &key_field.kind(),
+        entry_fields[0].data_type(),
+        &keys,
+        numbers,
+    )?;
+    let value_array = single_array(
+        &value_field.kind(),
+        entry_fields[1].data_type(),
+        &values,
+        numbers,
+    )?;
     let entries = StructArray::try_new(entry_fields.clone(), vec![key_array, value_array], None)
         .map_err(|e| format!("cannot build {} entries: {e}", field.full_name()))?;
     let nulls = NullBuffer::from(slots.iter().map(|s| s.is_some()).collect::<Vec<_>>());
@@ -360,7 +398,12 @@ fn map_array(
 }
 
 /// One column of single (non-repeated) values of protobuf kind `kind`.
-fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayRef, String> {
+fn single_array(
+    kind: &Kind,
+    ty: &DataType,
+    slots: &[Slot<'_>],
+    numbers: &FieldNumbers,
+) -> Result<ArrayRef, String> {
     if let Kind::Message(message) = kind {
         match well_known(message) {
             Some(WellKnown::Timestamp) => return Ok(Arc::new(timestamp_array(ty, slots)?)),
@@ -374,7 +417,7 @@ fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayR
                         _ => None,
                     })
                     .collect();
-                return single_array(&inner.kind(), ty, &unwrapped);
+                return single_array(&inner.kind(), ty, &unwrapped, numbers);
             }
             None => {}
         }
@@ -386,7 +429,7 @@ fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayR
                     _ => None,
                 })
                 .collect();
-            return struct_array(&messages, message, fields);
+            return struct_array(&messages, message, fields, numbers);
         }
         // Beyond the nesting limit: the sub-message's encoding.
         let bytes: Vec<Option<Vec<u8>>> = slots
@@ -436,7 +479,10 @@ fn single_array(kind: &Kind, ty: &DataType, slots: &[Slot<'_>]) -> Result<ArrayR
         ),
         DataType::Float64 => Arc::new(
             values
-                .map(|v| v.and_then(Value::as_f64))
+                .map(|v| match v {
+                    Some(Value::F32(x)) => Some(f64::from(*x)),
+                    other => other.and_then(Value::as_f64),
+                })
                 .collect::<Float64Array>(),
         ),
         DataType::Utf8 => {
@@ -575,13 +621,15 @@ mod tests {
         ];
         let format = ValueFormat {
             message,
+            schema_version: 1,
             framing: Framing::Confluent(Arc::new(vec![FramedAs {
                 schema_id: 7,
                 message_indexes: vec![0],
                 message: "shop.Order".to_string(),
             }])),
         };
-        let (batch, undecoded) = to_record_batch(&arrow, Some(&format), &rows).unwrap();
+        let (batch, undecoded) =
+            to_record_batch(&arrow, Some(&format), &ids.numbers(), &rows).unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(undecoded.count, 1);
         assert_eq!(undecoded.first.as_ref().map(|f| (f.0, f.1)), Some((0, 6)));

@@ -179,8 +179,22 @@ impl Lakehouse {
             table.metadata().last_column_id(),
         )
         .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
-        let schema = layout::table_schema(format.as_ref().map(|f| &f.message), &mut ids)
-            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+        let tag = format
+            .as_ref()
+            .map(|f| format!("v{}", f.schema_version))
+            .unwrap_or_default();
+        let (schema, conflicts) = layout::evolve_schema(
+            format.as_ref().map(|f| &f.message),
+            &mut ids,
+            Some(table.metadata().current_schema()),
+            &tag,
+        )
+        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+        for conflict in &conflicts {
+            tracing::warn!(topic, table = %ident, %conflict, "incompatible schema change");
+            metrics::counter!("sluice_table_incompatible_changes_total", "topic" => topic.to_owned())
+                .increment(1);
+        }
         let mut properties = HashMap::from([
             (FIELD_IDS_PROPERTY.to_string(), ids.to_property()),
             (SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string()),
@@ -340,8 +354,18 @@ impl Lakehouse {
         let mut data_files: Vec<DataFile> = Vec::new();
         let mut undecoded = Undecoded::default();
         if !rows.is_empty() {
-            let (batch, skipped) = to_record_batch(&arrow_schema, topic.format.as_ref(), rows)
-                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+            let numbers = FieldIds::from_property(
+                metadata
+                    .properties()
+                    .get(FIELD_IDS_PROPERTY)
+                    .map(String::as_str),
+                metadata.last_column_id(),
+            )
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?
+            .numbers();
+            let (batch, skipped) =
+                to_record_batch(&arrow_schema, topic.format.as_ref(), &numbers, rows)
+                    .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
             undecoded = skipped;
             for (file, file_ranges) in self.write_files(table, &batch).await? {
                 ranges.extend(file_ranges);

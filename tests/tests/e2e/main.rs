@@ -27,6 +27,7 @@ mod record_errors;
 mod registry;
 mod retention;
 mod sasl;
+mod schema_evolution;
 mod storage;
 mod table_messages;
 mod tls;

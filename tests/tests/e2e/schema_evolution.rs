@@ -1,0 +1,143 @@
+//! Schema evolution as producers live it: confluent-kafka's
+//! ProtobufSerializer registers each new version (the registry's default
+//! BACKWARD compatibility), and every engine reads every version's rows.
+
+use std::time::Duration;
+
+use sluice_tests::{Broker, expect_success, run_python};
+
+use crate::lakehouse::wait_for_table_rows;
+
+const TOPIC: &str = "evolving.orders";
+const TABLE: &str = "evolving_orders";
+
+/// Produces ten `Order`s of one of three versions (argument 4): v1
+/// `order_id, amount`; v2 adds `coupon`; v3 retires `amount` (`reserved
+/// 2`). Prints the values as produced (hex) for the byte-for-byte check.
+const PRODUCE: &str = r#"
+import json, sys
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+
+addr, registry, topic, only = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+T = descriptor_pb2.FieldDescriptorProto
+def order_class(version, fields, reserved=()):
+    f = descriptor_pb2.FileDescriptorProto(name=f"shop/orders.proto", package="shop", syntax="proto3")
+    m = f.message_type.add(name="Order")
+    for name, number, ftype in fields:
+        m.field.add(name=name, number=number, type=ftype, label=T.LABEL_OPTIONAL)
+    for r in reserved:
+        m.reserved_range.add(start=r, end=r + 1)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+V1 = order_class(1, [("order_id", 1, T.TYPE_STRING), ("amount", 2, T.TYPE_INT64)])
+V2 = order_class(2, [("order_id", 1, T.TYPE_STRING), ("amount", 2, T.TYPE_INT64), ("coupon", 3, T.TYPE_STRING)])
+V3 = order_class(3, [("order_id", 1, T.TYPE_STRING), ("coupon", 3, T.TYPE_STRING)], reserved=[2])
+
+sr = SchemaRegistryClient({"url": registry})
+ctx = SerializationContext(topic, MessageField.VALUE)
+p = Producer({"bootstrap.servers": addr, "acks": "all"})
+failed, produced = [], []
+for version, cls in ((1, V1), (2, V2), (3, V3)):
+    if version != only:
+        continue
+    ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False})
+    for n in range(10 * (version - 1), 10 * version):
+        fields = {"order_id": f"o-{n}"}
+        if version < 3:
+            fields["amount"] = 100 + n
+        if version > 1:
+            fields["coupon"] = f"c-{n}"
+        value = ser(cls(**fields), ctx)
+        produced.append(value.hex())
+        p.produce(topic, value=value, callback=lambda err, msg: err and failed.append(str(err)))
+    p.flush(30)
+assert not failed, failed
+versions = sr.get_versions(f"{topic}-value")
+assert len(versions) == only, versions
+print(json.dumps(produced))
+"#;
+
+/// Reads the table with PyIceberg and DuckDB, and the topic with a
+/// consumer; compares with what was produced.
+const READ: &str = r#"
+import json, os, sys
+from confluent_kafka import Consumer, TopicPartition
+from pyiceberg.catalog.rest import RestCatalog
+addr, rest_uri, table_name, topic, produced = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+t = RestCatalog("sluice", uri=rest_uri).load_table(table_name)
+rows = sorted(t.scan().to_arrow().to_pylist(), key=lambda r: r["kafka_offset"])
+assert len(rows) == 30, len(rows)
+assert [f.name for f in t.schema().find_field("value").field_type.fields] == ["order_id", "coupon", "amount"], t.schema()
+for n, r in enumerate(rows):
+    v = r["value"]
+    assert v["order_id"] == f"o-{n}", (n, v)
+    # The retired amount is still there for the rows that had one.
+    assert v["amount"] == (100 + n if n < 20 else None), (n, v)
+    assert v["coupon"] == (None if n < 10 else f"c-{n}"), (n, v)
+
+import duckdb, duckdb_extension_avro, duckdb_extension_iceberg
+con = duckdb.connect()
+for mod, name in ((duckdb_extension_avro, "avro"), (duckdb_extension_iceberg, "iceberg")):
+    path = os.path.join(os.path.dirname(mod.__file__), "extensions", "v" + duckdb.__version__, name + ".duckdb_extension")
+    con.load_extension(path)
+got = con.execute("SELECT value.order_id, value.amount, value.coupon FROM iceberg_scan(?) ORDER BY kafka_offset",
+                  [t.metadata_location.removeprefix("file://")]).fetchall()
+assert got == [(f"o-{n}", 100 + n if n < 20 else None, None if n < 10 else f"c-{n}") for n in range(30)], got
+
+# Kafka consumers get every record back as it was produced, whatever the
+# table did with the schema.
+c = Consumer({"bootstrap.servers": addr, "group.id": "evolution-reader", "enable.auto.commit": False})
+c.assign([TopicPartition(topic, 0, 0)])
+values = []
+while len(values) < 30:
+    m = c.poll(10)
+    assert m is not None, f"only {len(values)} records"
+    assert not m.error(), m.error()
+    values.append(m.value().hex())
+c.close()
+assert values == produced
+print("ok")
+"#;
+
+#[test]
+fn every_engine_reads_every_version() {
+    let broker = Broker::start_with(&["--table-commit-interval-ms", "200"]);
+    broker.create_topic(TOPIC, 1, &[]);
+    let registry = format!("http://{}", broker.registry_addr());
+    let mut produced: Vec<String> = Vec::new();
+    for version in 1..=3 {
+        let Some(out) = run_python(
+            PRODUCE,
+            &[&broker.bootstrap(), &registry, TOPIC, &version.to_string()],
+            Duration::from_secs(120),
+        ) else {
+            return;
+        };
+        let stdout = expect_success(&format!("producing schema version {version}"), &out);
+        let values: Vec<String> = serde_json::from_str(stdout.trim()).expect("hex values");
+        produced.extend(values);
+        // Each version's records reach the table before the next version.
+        wait_for_table_rows(&broker, TABLE, 10 * version);
+    }
+    let produced = serde_json::to_string(&produced).unwrap();
+    let rest = format!("http://{}", broker.http_addr());
+    let out = run_python(
+        READ,
+        &[
+            &broker.bootstrap(),
+            &rest,
+            &format!("kafka.{TABLE}"),
+            TOPIC,
+            produced.trim(),
+        ],
+        Duration::from_secs(120),
+    )
+    .expect("python ran before");
+    let stdout = expect_success("reading every version", &out);
+    assert!(stdout.contains("ok"), "{stdout}");
+}
