@@ -287,6 +287,39 @@ fn consumers_read_what_their_purpose_allows() {
     assert!(denied.contains("not granted"), "{denied}");
 }
 
+/// Registers [`SCHEMA`] (with the policy options it imports) for `topic`'s
+/// values at `registry`; returns its id and the compiled schema.
+fn register_customer_schema(registry: &str, topic: &str) -> (u32, sluice_proto::CompiledSchema) {
+    let body = serde_json::json!({
+        "schema": SCHEMA, "schemaType": "PROTOBUF",
+        "references": [{"name": "sluice/policy/v1/policy.proto",
+                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
+    })
+    .to_string();
+    let (status, text) = sluice_tests::orders::http(
+        registry,
+        "POST",
+        &format!("/subjects/{topic}-value/versions"),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let id: u32 = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut refs = std::collections::BTreeMap::new();
+    refs.insert(
+        "sluice/policy/v1/policy.proto".to_owned(),
+        sluice_proto::embedded_source("sluice/policy/v1/policy.proto")
+            .unwrap()
+            .to_owned(),
+    );
+    (
+        id,
+        sluice_proto::CompiledSchema::compile(SCHEMA, &refs).unwrap(),
+    )
+}
+
 /// Encodes customer `n` in the Confluent framing with schema `id`.
 fn customer(schema: &sluice_proto::CompiledSchema, id: u32, n: usize) -> Vec<u8> {
     use prost::Message as _;
@@ -330,31 +363,7 @@ fn gateway_redacts_by_purpose() {
     .expect("start the gateway");
     let topic = "gw-customers";
     broker.create_topic(topic, 1, &[]);
-    let body = serde_json::json!({
-        "schema": SCHEMA, "schemaType": "PROTOBUF",
-        "references": [{"name": "sluice/policy/v1/policy.proto",
-                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
-    })
-    .to_string();
-    let (status, text) = sluice_tests::orders::http(
-        &registry,
-        "POST",
-        &format!("/subjects/{topic}-value/versions"),
-        Some(&body),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{text}");
-    let id: u32 = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
-        .as_u64()
-        .unwrap() as u32;
-    let mut refs = std::collections::BTreeMap::new();
-    refs.insert(
-        "sluice/policy/v1/policy.proto".to_owned(),
-        sluice_proto::embedded_source("sluice/policy/v1/policy.proto")
-            .unwrap()
-            .to_owned(),
-    );
-    let schema = sluice_proto::CompiledSchema::compile(SCHEMA, &refs).unwrap();
+    let (id, schema) = register_customer_schema(&registry, topic);
 
     let producer = gateway.producer(&[]);
     for n in 0..10 {
@@ -449,31 +458,7 @@ fn gateway_before_a_sluice_broker_keeps_what_the_purpose_may_see() {
     .expect("start the gateway");
     let topic = "gw-sluice-customers";
     broker.create_topic(topic, 1, &[]);
-    let body = serde_json::json!({
-        "schema": SCHEMA, "schemaType": "PROTOBUF",
-        "references": [{"name": "sluice/policy/v1/policy.proto",
-                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
-    })
-    .to_string();
-    let (status, text) = sluice_tests::orders::http(
-        &registry,
-        "POST",
-        &format!("/subjects/{topic}-value/versions"),
-        Some(&body),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{text}");
-    let id: u32 = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
-        .as_u64()
-        .unwrap() as u32;
-    let mut refs = std::collections::BTreeMap::new();
-    refs.insert(
-        "sluice/policy/v1/policy.proto".to_owned(),
-        sluice_proto::embedded_source("sluice/policy/v1/policy.proto")
-            .unwrap()
-            .to_owned(),
-    );
-    let schema = sluice_proto::CompiledSchema::compile(SCHEMA, &refs).unwrap();
+    let (id, schema) = register_customer_schema(&registry, topic);
     let producer = broker.producer(&[]);
     for n in 0..5 {
         let value = customer(&schema, id, n);
