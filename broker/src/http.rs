@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -509,17 +508,16 @@ async fn render_metrics(State(ctx): State<Ctx>) -> String {
 }
 
 /// Serves `router` on `addr` until `shutdown`; bind errors are returned at once.
-pub async fn serve(
-    addr: SocketAddr,
+pub fn serve(
+    listener: tokio::net::TcpListener,
     router: Router,
     what: &'static str,
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} for the {what} (choose another address)")
-    })?;
-    tracing::info!(%addr, "{what} listening");
-    Ok(tokio::spawn(async move {
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "{what} listening");
+    }
+    tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, service)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -527,7 +525,7 @@ pub async fn serve(
         if let Err(e) = result {
             tracing::error!(error = %e, "{what} stopped");
         }
-    }))
+    })
 }
 
 /// Runs the recorder's periodic maintenance (histogram windows).

@@ -37,6 +37,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .filter(|_| security.listeners.iter().any(|l| l.protocol.tls()))
         .map(crate::tls::acceptor)
         .transpose()?;
+    // Every address is taken before the broker registers, so a port conflict
+    // names all the taken addresses and leaves no registration behind.
+    let mut ports = Ports::bind(&config).await?;
     let meta = MetaStore::connect(&config.metadata_url)
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
@@ -67,6 +70,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("cannot register this broker in the metadata store")?;
     let membership_stop = CancellationToken::new();
     let membership = tokio::spawn(cluster.clone().run(membership_stop.clone()));
+    // A start that fails from here on leaves the cluster again, so the broker
+    // id is free for the next attempt at once.
+    let lake = match open_lakehouse(&config, &store_config, &meta).await {
+        Ok(lake) => lake,
+        Err(e) => {
+            membership_stop.cancel();
+            let _ = membership.await;
+            meta.close().await;
+            return Err(e);
+        }
+    };
 
     let flusher_stop = CancellationToken::new();
     let (commits_tx, commits_rx) = watch::channel(0u64);
@@ -87,7 +101,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let registry = sluice_schema_registry::Registry::new(Arc::new(
         crate::schema_store::SqlSchemaStore::new(meta.clone()),
     ));
-    let lake = open_lakehouse(&config, &store_config, &meta).await?;
     let broker = Arc::new(Broker::new(Parts {
         lake: crate::read::LakeReader::new(lake.clone(), config.cache_bytes / 2),
         config: config.clone(),
@@ -104,7 +117,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     crate::http::metrics_handle();
     let http_stop = CancellationToken::new();
     let http = crate::http::serve(
-        config.http_addr,
+        ports.http,
         crate::http::protect(
             crate::http::router(broker.clone()).merge(crate::http::guard_catalog(
                 sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone())),
@@ -114,25 +127,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         "HTTP endpoint (Iceberg REST catalog, health, metrics)",
         http_stop.clone(),
-    )
-    .await?;
+    );
     let registry_http = crate::http::serve(
-        config.registry_addr,
+        ports.registry,
         crate::http::protect(registry.router(), broker.clone()),
         "schema registry API",
         http_stop.clone(),
-    )
-    .await?;
-    // The Kafka listeners open last: a client that can connect finds the
+    );
+    // The Kafka listeners accept last: a client that can connect finds the
     // registry and HTTP APIs up too.
     let mut listeners = Vec::new();
-    for l in &security.listeners {
-        let socket = TcpListener::bind(l.addr).await.with_context(|| {
-            format!(
-                "cannot listen on {} (is another broker running? choose another with --kafka-addr or --listeners)",
-                l.addr
-            )
-        })?;
+    for (l, socket) in security.listeners.iter().zip(ports.kafka.drain(..)) {
         let tls = if l.protocol.tls() {
             acceptor.clone()
         } else {
@@ -220,6 +225,46 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The sockets a broker listens on, bound before it joins the cluster.
+struct Ports {
+    http: TcpListener,
+    registry: TcpListener,
+    /// One per configured Kafka listener, in the same order.
+    kafka: Vec<TcpListener>,
+}
+
+impl Ports {
+    /// Binds every address; when some are taken, the error lists them all.
+    async fn bind(config: &Config) -> anyhow::Result<Ports> {
+        let mut problems = Vec::new();
+        let mut take =
+            async |addr: std::net::SocketAddr, what: &str| match TcpListener::bind(addr).await {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    problems.push(format!("{addr} ({what}): {e}"));
+                    None
+                }
+            };
+        let http = take(config.http_addr, "HTTP endpoint, --http-addr").await;
+        let registry = take(config.registry_addr, "schema registry API, --registry-addr").await;
+        let mut kafka = Vec::new();
+        for l in &config.security.listeners {
+            kafka.push(take(l.addr, "Kafka listener, --kafka-addr or --listeners").await);
+        }
+        match (http, registry) {
+            (Some(http), Some(registry)) if problems.is_empty() => Ok(Ports {
+                http,
+                registry,
+                kafka: kafka.into_iter().flatten().collect(),
+            }),
+            _ => anyhow::bail!(
+                "cannot listen on {} (is another broker running? choose other addresses)",
+                problems.join("; ")
+            ),
+        }
+    }
 }
 
 /// One listener's accept loop and what its connections need.

@@ -334,6 +334,14 @@ impl Broker {
         }
     }
 
+    /// Like [`Broker::restart`], but a failed start is returned, not a panic.
+    pub fn try_restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        self.spawn_and_wait()
+    }
+
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
         let log = open_log(&self.log_path(), &format!("sluice start #{}", self.starts))?;

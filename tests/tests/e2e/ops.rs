@@ -46,3 +46,31 @@ fn health_readiness_and_metrics() {
     );
     assert_eq!(get(&http, "/nope").0, 404);
 }
+
+#[test]
+fn a_port_conflict_names_every_taken_address_and_leaves_no_registration() {
+    let mut broker = Broker::start();
+    broker.create_topic("ports", 1, &[]);
+    broker.terminate();
+    // Something else takes both HTTP ports while the broker is down.
+    let http = std::net::TcpListener::bind(broker.http_addr()).expect("hold the HTTP port");
+    let registry =
+        std::net::TcpListener::bind(broker.registry_addr()).expect("hold the registry port");
+    let err = match broker.try_restart() {
+        Ok(()) => panic!("the broker started on taken ports"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains(&broker.http_addr()) && err.contains(&broker.registry_addr()),
+        "the startup error does not name both taken addresses:\n{err}"
+    );
+    drop(http);
+    drop(registry);
+    // The failed start left no live registration behind, so the same broker
+    // id starts again at once instead of waiting out a session.
+    broker
+        .try_restart()
+        .expect("the broker starts once the ports are free");
+    assert!(broker.topics().contains_key("ports"));
+    broker.terminate();
+}
