@@ -10,6 +10,8 @@
 //! - [`archived`]: records read back from the Parquet files for fetches.
 //! - [`maintenance`]: compaction and removal of files retention emptied.
 //! - [`sql`]: read-only SQL over the tables (DataFusion).
+//! - [`scan`]: the tables' files read for SQL, each version's columns
+//!   matched to the current schema by field id.
 //! - [`storage`]: Iceberg file IO over `object_store`, for tables in an S3
 //!   API store.
 
@@ -19,6 +21,7 @@ pub mod layout;
 pub mod maintenance;
 pub mod rest;
 pub mod rows;
+pub mod scan;
 pub mod sql;
 pub mod storage;
 pub mod table;

@@ -19,18 +19,16 @@ use std::sync::Arc;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
 use datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, Session, TableProvider,
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, TableProvider,
 };
 use datafusion::common::{Column, ScalarValue};
-use datafusion::datasource::TableType;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, lit, when};
-use datafusion::physical_plan::ExecutionPlan;
-use iceberg::Catalog;
-use iceberg_datafusion::IcebergCatalogProvider;
+use datafusion::logical_expr::{Expr, lit, when};
+use iceberg::{Catalog, NamespaceIdent};
 use sluice_proto::{Hidden, MASK};
 
 use crate::catalog::{CATALOG_NAME, LakeCatalog};
+use crate::scan::TopicTableProvider;
 
 /// A query's answer: column names and rows of displayed values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -65,16 +63,13 @@ pub async fn query(
     max_rows: usize,
     guards: &Guards,
 ) -> Result<QueryResult, String> {
-    let provider = IcebergCatalogProvider::try_new(catalog as Arc<dyn Catalog>)
-        .await
-        .map_err(|e| format!("cannot read the catalog: {e}"))?;
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, namespace)
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_catalog(
         CATALOG_NAME,
-        guarded_catalog(&provider, namespace, guards).await?,
+        guarded_catalog(&catalog, namespace, guards).await?,
     );
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -119,38 +114,46 @@ pub async fn query(
     Ok(result)
 }
 
-/// The topic namespace: every table behind [`ScalarFilters`], and every
-/// guarded table replaced by its view.
+/// The topic namespace: every table read through [`TopicTableProvider`]
+/// (every schema version of its files readable), and every guarded table
+/// replaced by its view.
 async fn guarded_catalog(
-    raw: &IcebergCatalogProvider,
+    catalog: &LakeCatalog,
     namespace: &str,
     guards: &Guards,
 ) -> Result<Arc<dyn CatalogProvider>, String> {
     let tables = MemorySchemaProvider::new();
-    if let Some(schema) = raw.schema(namespace) {
-        // Views are planned in a context of their own, so the raw tables
-        // never get a name the reader's query could use.
-        let planner = SessionContext::new();
-        for name in schema.table_names() {
-            let Some(table) = schema.table(&name).await.map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let table: Arc<dyn TableProvider> = Arc::new(ScalarFilters(table));
-            let table = match guards.get(&name) {
-                None => table,
-                Some(guard) if guard.denied => continue,
-                Some(guard) => {
-                    let frame = planner.read_table(table).map_err(|e| e.to_string())?;
-                    let columns = guarded_columns(frame.schema(), guard);
-                    frame
-                        .select(columns)
-                        .map_err(|e| format!("cannot apply the field policy to {name}: {e}"))?
-                        .into_view()
-                }
-            };
-            datafusion::catalog::SchemaProvider::register_table(&tables, name, table)
-                .map_err(|e| e.to_string())?;
-        }
+    let ns = NamespaceIdent::new(namespace.to_string());
+    let idents = match catalog.list_tables(&ns).await {
+        Ok(idents) => idents,
+        Err(e) if e.kind() == iceberg::ErrorKind::NamespaceNotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot read the catalog: {e}")),
+    };
+    // Views are planned in a context of their own, so the raw tables never
+    // get a name the reader's query could use.
+    let planner = SessionContext::new();
+    for ident in idents {
+        let name = ident.name().to_string();
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| format!("cannot load table {name}: {e}"))?;
+        let table: Arc<dyn TableProvider> =
+            Arc::new(TopicTableProvider::new(table).map_err(|e| format!("table {name}: {e}"))?);
+        let table = match guards.get(&name) {
+            None => table,
+            Some(guard) if guard.denied => continue,
+            Some(guard) => {
+                let frame = planner.read_table(table).map_err(|e| e.to_string())?;
+                let columns = guarded_columns(frame.schema(), guard);
+                frame
+                    .select(columns)
+                    .map_err(|e| format!("cannot apply the field policy to {name}: {e}"))?
+                    .into_view()
+            }
+        };
+        datafusion::catalog::SchemaProvider::register_table(&tables, name, table)
+            .map_err(|e| e.to_string())?;
     }
     let catalog = MemoryCatalogProvider::new();
     catalog
@@ -246,80 +249,4 @@ fn project(expr: Expr, data_type: &DataType, node: &Node) -> Option<Expr> {
         }
     }
     (!args.is_empty()).then(|| named_struct(args))
-}
-
-/// A table whose scan is given only the filters on scalar columns.
-///
-/// The Iceberg scan turns pushed-down filters into Iceberg predicates, and
-/// Iceberg binds predicates to primitive fields only: `value IS NULL` (a
-/// struct) or a test on a list fails the whole query with "Accessor for
-/// Field value not found". Such filters are applied by DataFusion on the
-/// rows the scan returns instead; filters on the `kafka_*` columns still
-/// prune files.
-#[derive(Debug)]
-struct ScalarFilters(Arc<dyn TableProvider>);
-
-impl ScalarFilters {
-    fn scalar_only(&self, filter: &Expr) -> bool {
-        let schema = self.0.schema();
-        filter.column_refs().iter().all(|c| {
-            schema.field_with_name(&c.name).is_ok_and(|f| {
-                !matches!(
-                    f.data_type(),
-                    DataType::Struct(_)
-                        | DataType::List(_)
-                        | DataType::LargeList(_)
-                        | DataType::FixedSizeList(..)
-                        | DataType::Map(..)
-                )
-            })
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl TableProvider for ScalarFilters {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn schema(&self) -> arrow_schema::SchemaRef {
-        self.0.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.0.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let scalar: Vec<Expr> = filters
-            .iter()
-            .filter(|f| self.scalar_only(f))
-            .cloned()
-            .collect();
-        self.0.scan(state, projection, &scalar, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Inexact: the scan prunes by them, DataFusion still applies them.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if self.scalar_only(f) {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
-    }
 }

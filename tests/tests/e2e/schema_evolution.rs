@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_tests::{Broker, expect_success, run_python};
 
-use crate::lakehouse::wait_for_table_rows;
+use crate::lakehouse::{sluice_cli, wait_for_table_rows};
 
 const TOPIC: &str = "evolving.orders";
 const TABLE: &str = "evolving_orders";
@@ -140,4 +140,60 @@ fn every_engine_reads_every_version() {
     .expect("python ran before");
     let stdout = expect_success("reading every version", &out);
     assert!(stdout.contains("ok"), "{stdout}");
+
+    // `sluice sql` reads files of all three versions in one query: the
+    // coupon is NULL where it did not exist yet, the retired amount is
+    // there for the rows that had one.
+    let http = broker.http_addr();
+    let rows = sluice_cli(&[
+        "sql",
+        &format!(
+            "SELECT value['order_id'] AS id, value['amount'] AS amount, value['coupon'] AS coupon \
+             FROM {TABLE} ORDER BY kafka_offset"
+        ),
+        "--http",
+        &http,
+    ]);
+    let got: Vec<Vec<&str>> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expected: Vec<Vec<String>> = (0..30)
+        .map(|n| {
+            vec![
+                format!("o-{n}"),
+                if n < 20 {
+                    (100 + n).to_string()
+                } else {
+                    "NULL".into()
+                },
+                if n < 10 {
+                    "NULL".into()
+                } else {
+                    format!("c-{n}")
+                },
+            ]
+        })
+        .collect();
+    assert_eq!(got, expected, "{rows}");
+    let groups = sluice_cli(&[
+        "sql",
+        &format!(
+            "SELECT value['coupon'] IS NULL AS no_coupon, count(*) AS n FROM {TABLE} \
+             GROUP BY 1 ORDER BY 1"
+        ),
+        "--http",
+        &http,
+    ]);
+    let got: Vec<Vec<&str>> = groups
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![vec!["false", "20"], vec!["true", "10"]],
+        "{groups}"
+    );
 }
