@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,7 +39,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .transpose()?;
     // Every address is taken before the broker registers, so a port conflict
     // names all the taken addresses and leaves no registration behind.
-    let mut ports = Ports::bind(&config).await?;
+    let mut ports = Ports::bind(&config)?;
     let meta = MetaStore::connect(&config.metadata_url)
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
@@ -117,7 +117,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     crate::http::metrics_handle();
     let http_stop = CancellationToken::new();
     let http = crate::http::serve(
-        ports.http,
+        listen(ports.http)?,
         crate::http::protect(
             crate::http::router(broker.clone()).merge(crate::http::guard_catalog(
                 sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone())),
@@ -129,7 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         http_stop.clone(),
     );
     let registry_http = crate::http::serve(
-        ports.registry,
+        listen(ports.registry)?,
         crate::http::protect(registry.router(), broker.clone()),
         "schema registry API",
         http_stop.clone(),
@@ -187,7 +187,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let accepting = TaskTracker::new();
     for (socket, listener, tls) in listeners {
         accepting.spawn(accept_loop(Accept {
-            socket,
+            socket: listen(socket)?,
             listener,
             tls,
             broker: broker.clone(),
@@ -227,31 +227,58 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// The sockets a broker listens on, bound before it joins the cluster.
+/// The sockets a broker listens on, bound before it joins the cluster so
+/// that a taken address fails startup early. They listen only when the
+/// broker is ready: until then a client's connect is refused, so "the port
+/// accepts" still means "the broker serves".
 struct Ports {
-    http: TcpListener,
-    registry: TcpListener,
+    http: TcpSocket,
+    registry: TcpSocket,
     /// One per configured Kafka listener, in the same order.
-    kafka: Vec<TcpListener>,
+    kafka: Vec<TcpSocket>,
+}
+
+/// Backlog of every listening socket (the kernel caps it at somaxconn).
+const BACKLOG: u32 = 1024;
+
+/// A socket bound to `addr` that does not listen yet.
+fn reserve(addr: std::net::SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As every server does: a restarted broker may bind while connections
+    // of its previous run sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Starts listening on a reserved socket.
+fn listen(socket: TcpSocket) -> anyhow::Result<TcpListener> {
+    let addr = socket.local_addr()?;
+    socket
+        .listen(BACKLOG)
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 impl Ports {
     /// Binds every address; when some are taken, the error lists them all.
-    async fn bind(config: &Config) -> anyhow::Result<Ports> {
+    fn bind(config: &Config) -> anyhow::Result<Ports> {
         let mut problems = Vec::new();
-        let mut take =
-            async |addr: std::net::SocketAddr, what: &str| match TcpListener::bind(addr).await {
-                Ok(socket) => Some(socket),
-                Err(e) => {
-                    problems.push(format!("{addr} ({what}): {e}"));
-                    None
-                }
-            };
-        let http = take(config.http_addr, "HTTP endpoint, --http-addr").await;
-        let registry = take(config.registry_addr, "schema registry API, --registry-addr").await;
+        let mut take = |addr: std::net::SocketAddr, what: &str| match reserve(addr) {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                problems.push(format!("{addr} ({what}): {e}"));
+                None
+            }
+        };
+        let http = take(config.http_addr, "HTTP endpoint, --http-addr");
+        let registry = take(config.registry_addr, "schema registry API, --registry-addr");
         let mut kafka = Vec::new();
         for l in &config.security.listeners {
-            kafka.push(take(l.addr, "Kafka listener, --kafka-addr or --listeners").await);
+            kafka.push(take(l.addr, "Kafka listener, --kafka-addr or --listeners"));
         }
         match (http, registry) {
             (Some(http), Some(registry)) if problems.is_empty() => Ok(Ports {
