@@ -219,7 +219,11 @@ async fn value_column(
         let chosen = pinned
             .and_then(declared)
             .or_else(|| (top_level.len() == 1).then(|| top_level[0].clone()))
-            .or_else(|| framings.iter().find_map(|f| declared(&f.message)));
+            .or_else(|| {
+                framings
+                    .iter()
+                    .find_map(|f| declared(f.message.full_name()))
+            });
         let message = match (chosen, top_level.first()) {
             (Some(message), _) => message,
             (None, None) => anyhow::bail!("subject {subject} declares no message"),
@@ -244,10 +248,26 @@ async fn value_column(
         (message, Framing::Raw)
     };
     let source = format!("{subject}:{}:{}", latest.id, message.full_name());
+    // The message in every version that declares it: the table takes each
+    // in, so that records archived after a later version became the latest
+    // still find columns for their fields.
+    let history = broker
+        .validator
+        .registry()
+        .subject_history(&subject)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the versions of subject {subject}: {e}"))?
+        .into_iter()
+        .filter_map(|v| {
+            let m = v.schema.pool().get_message_by_name(message.full_name())?;
+            Some((v.version, m))
+        })
+        .collect();
     let format = ValueFormat {
         message,
         framing,
         schema_version: latest.version,
+        history: Arc::new(history),
     };
     Ok(ValueColumn::Message(format, source))
 }
@@ -286,7 +306,7 @@ async fn framings(broker: &SharedBroker, rows: &[KafkaRow<'_>]) -> Vec<FramedAs>
             out.push(FramedAs {
                 schema_id: frame.schema_id,
                 message_indexes: indexes,
-                message: message.full_name().to_string(),
+                message,
             });
         }
     }

@@ -43,8 +43,11 @@ const ID_HEADER_ELEM: i32 = 6;
 const ID_HEADER_KEY: i32 = 7;
 const ID_HEADER_VALUE: i32 = 8;
 const ID_VALUE_BYTES: i32 = 9;
-const ID_VALUE: i32 = 10;
+pub const ID_VALUE: i32 = 10;
 const LAST_FIXED_ID: i32 = ID_VALUE;
+
+/// Marks the path of a column that its field left for a new one.
+const RETIRED: char = '~';
 
 /// Messages nested deeper than this (recursive types) are kept as bytes.
 const MAX_DEPTH: usize = 16;
@@ -89,21 +92,40 @@ impl FieldIds {
 
     /// The field number each struct field's id stands for (the last step
     /// of its path); list elements, map keys and values are left out.
+    /// Columns that a field left behind (see [`FieldIds::forget`]) keep
+    /// their number, so that records of the old versions still fill them.
     pub fn numbers(&self) -> std::collections::HashMap<i32, u32> {
         self.ids
             .iter()
             .filter_map(|(path, id)| {
                 let last = path.rsplit('.').next()?;
-                last.parse::<u32>().ok().map(|n| (*id, n))
+                let number = last.split(RETIRED).next()?;
+                number.parse::<u32>().ok().map(|n| (*id, n))
             })
             .collect()
     }
 
-    /// Forgets the ids of `path` and everything below it: they are given
-    /// anew (the old ones are never reused).
+    /// Retires the ids of `path` and everything below it: the field's
+    /// columns get new ids from now on (old ones are never reused), and
+    /// the old ones stay recorded under `PATH~ID`, so the columns they
+    /// name keep their field numbers.
     fn forget(&mut self, path: &str) {
+        let Some(&id) = self.ids.get(path) else {
+            return;
+        };
         let below = format!("{path}.");
-        self.ids.retain(|p, _| p != path && !p.starts_with(&below));
+        let moved: Vec<(String, i32)> = self
+            .ids
+            .iter()
+            .filter(|(p, _)| *p == path || p.starts_with(&below))
+            .map(|(p, id)| (p.clone(), *id))
+            .collect();
+        let retired = format!("{path}{RETIRED}{id}");
+        for (p, child) in moved {
+            self.ids.remove(&p);
+            self.ids
+                .insert(format!("{retired}{}", &p[path.len()..]), child);
+        }
     }
 
     fn id(&mut self, path: &str) -> i32 {
@@ -555,12 +577,15 @@ mod tests {
         let new_id = v2.field_by_name("value.id_v2").unwrap();
         assert!(new_id.id > v1.highest_field_id());
         assert_eq!(new_id.field_type.to_string(), "long");
-        // The numbers of the ids: the new column is field 1, the old id
-        // belongs to no field any more.
+        // The numbers of the ids: both columns stand for field 1 (records of
+        // each version fill the column their type fits), and the field's
+        // path now names the new column.
         let numbers = ids.numbers();
         assert_eq!(numbers.get(&new_id.id), Some(&1));
         let old_id = v1.field_by_name("value.id").unwrap().id;
-        assert_eq!(numbers.get(&old_id), None);
+        assert_eq!(numbers.get(&old_id), Some(&1));
+        let restored = FieldIds::from_property(Some(&ids.to_property()), 0).unwrap();
+        assert_eq!(restored, ids);
 
         // v3 keeps the same shape: nothing moves again, names stay.
         let (v3, notes) = evolve_schema(Some(&order(&v2_text)), &mut ids, Some(&v2), "v3").unwrap();

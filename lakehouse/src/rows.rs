@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use prost_reflect::ReflectMessage;
+
 use arrow_array::builder::{
     BinaryBuilder, LargeBinaryBuilder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMicrosecondBuilder,
@@ -29,12 +31,19 @@ use crate::layout::{WellKnown, well_known};
 /// How a topic's values are encoded.
 #[derive(Debug, Clone)]
 pub struct ValueFormat {
-    /// The message the table's `value` column holds.
+    /// The message the table's `value` column holds, as the subject's
+    /// latest version declares it.
     pub message: MessageDescriptor,
     pub framing: Framing,
     /// The subject version `message` comes from (names columns that an
     /// incompatible change had to start anew).
     pub schema_version: i32,
+    /// The same message in every version of the subject that declares it,
+    /// oldest first, ending with `message` itself: the table's columns
+    /// take in each version in turn, so that fields of versions the table
+    /// never saw as the latest (its records were archived later) have
+    /// columns too.
+    pub history: Arc<Vec<(i32, MessageDescriptor)>>,
 }
 
 /// The Protobuf field number each struct column's field id stands for.
@@ -46,9 +55,10 @@ pub enum Framing {
     /// Unframed Protobuf: every value is of the table's message.
     Raw,
     /// Confluent framing (magic byte, schema id, message indexes) in
-    /// front. Lists the full name of the message each (schema id, message
-    /// indexes) seen names; only values framed as the table's message are
-    /// decoded into `value`. (A handful of entries: a list is searched
+    /// front. Lists the message each (schema id, message indexes) seen
+    /// names; only values framed as the table's message (by full name) are
+    /// decoded into `value`, each with the message as its own schema
+    /// version declares it. (A handful of entries: a list is searched
     /// faster than a map could hash a key.)
     Confluent(Arc<Vec<FramedAs>>),
 }
@@ -58,7 +68,7 @@ pub enum Framing {
 pub struct FramedAs {
     pub schema_id: u32,
     pub message_indexes: Vec<i32>,
-    pub message: String,
+    pub message: MessageDescriptor,
 }
 
 /// Values that were left out of the `value` column (null there, their
@@ -149,19 +159,20 @@ fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMe
         return Ok(None);
     };
     let table_message = format.message.full_name();
-    let payload = match &format.framing {
-        Framing::Raw => bytes,
+    let (payload, message) = match &format.framing {
+        Framing::Raw => (bytes, &format.message),
         Framing::Confluent(names) => {
             let frame = sluice_proto::decode_frame(bytes)
                 .map_err(|e| format!("value is not in the schema registry wire format: {e}"))?;
             let named = names.iter().find(|f| {
                 f.schema_id == frame.schema_id && frame.message_indexes == f.message_indexes
             });
-            match named.map(|f| f.message.as_str()) {
-                Some(name) if name == table_message => frame.payload,
-                Some(name) => {
+            match named.map(|f| &f.message) {
+                Some(message) if message.full_name() == table_message => (frame.payload, message),
+                Some(message) => {
                     return Err(format!(
-                        "value is a {name} (schema id {}), the table holds {table_message}",
+                        "value is a {} (schema id {}), the table holds {table_message}",
+                        message.full_name(),
                         frame.schema_id
                     ));
                 }
@@ -175,7 +186,7 @@ fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMe
             }
         }
     };
-    DynamicMessage::decode(format.message.clone(), payload)
+    DynamicMessage::decode(message.clone(), payload)
         .map(Some)
         .map_err(|e| format!("value does not decode as {table_message}: {e}"))
 }
@@ -248,37 +259,58 @@ fn headers_column(field: &Field, rows: &[KafkaRow<'_>]) -> Result<ArrayRef, Stri
 type Slot<'a> = Option<Cow<'a, Value>>;
 
 /// Columns are matched to fields by field id → field number, so a column
-/// keeps its values whatever the field is called now; a column whose field
-/// the message no longer has (removed, or continued in a new column) is
-/// null for these rows.
+/// keeps its values whatever the field is called now. Each message is read
+/// with its own descriptor (rows of one batch may come from different
+/// schema versions), and a field fills a column only if its type fits the
+/// column's: after a change Iceberg cannot express, the old column takes
+/// the old-typed values and the new column the new ones. A column whose
+/// field a message lacks (removed, or not yet added) is null for it.
 fn struct_array(
     messages: &[Option<&DynamicMessage>],
     descriptor: &MessageDescriptor,
     fields: &Fields,
     numbers: &FieldNumbers,
 ) -> Result<ArrayRef, String> {
+    // The distinct descriptors among the messages (one per schema version
+    // at most; usually one), the table's own first.
+    let mut descriptors: Vec<MessageDescriptor> = vec![descriptor.clone()];
+    for m in messages.iter().flatten() {
+        if !descriptors.contains(&m.descriptor()) {
+            descriptors.push(m.descriptor());
+        }
+    }
     let mut children = Vec::with_capacity(fields.len());
     for arrow_field in fields {
         let number = arrow_field
             .metadata()
             .get(parquet::arrow::PARQUET_FIELD_ID_META_KEY)
             .and_then(|id| id.parse::<i32>().ok())
-            .and_then(|id| numbers.get(&id));
-        let field = match number {
-            Some(n) => descriptor.get_field(*n),
-            // A table written before ids were recorded: by name.
-            None => descriptor.get_field_by_name(arrow_field.name()),
+            .and_then(|id| numbers.get(&id))
+            .copied();
+        let ty = arrow_field.data_type();
+        let lookup = |d: &MessageDescriptor| {
+            match number {
+                Some(n) => d.get_field(n),
+                // A table written before ids were recorded: by name.
+                None if numbers.is_empty() => d.get_field_by_name(arrow_field.name()),
+                None => None,
+            }
+            .filter(|f| fits(f, ty))
         };
-        let Some(field) = field else {
-            children.push(arrow_array::new_null_array(
-                arrow_field.data_type(),
-                messages.len(),
-            ));
+        // The field as each descriptor declares it, if it fits the column.
+        let declared: Vec<Option<FieldDescriptor>> = descriptors.iter().map(lookup).collect();
+        let Some(field) = declared.iter().flatten().next().cloned() else {
+            children.push(arrow_array::new_null_array(ty, messages.len()));
             continue;
         };
         let slots: Vec<Slot<'_>> = messages
             .iter()
-            .map(|m| m.and_then(|m| field_slot(m, &field)))
+            .map(|m| {
+                let m = (*m)?;
+                let d = m.descriptor();
+                let at = descriptors.iter().position(|x| *x == d)?;
+                field_slot(m, declared[at].as_ref()?)
+            })
             .collect();
         children.push(field_array(
             &field,
@@ -305,6 +337,47 @@ fn field_slot<'a>(message: &'a DynamicMessage, field: &FieldDescriptor) -> Slot<
         return None;
     }
     Some(message.get_field(field))
+}
+
+/// Whether values of `field` belong in a column of type `ty` (as the
+/// layout derives it, or wider).
+fn fits(field: &FieldDescriptor, ty: &DataType) -> bool {
+    if field.is_map() {
+        return matches!(ty, DataType::Map(..));
+    }
+    if field.is_list() {
+        return match ty {
+            DataType::List(element) => kind_fits(&field.kind(), element.data_type()),
+            _ => false,
+        };
+    }
+    kind_fits(&field.kind(), ty)
+}
+
+fn kind_fits(kind: &Kind, ty: &DataType) -> bool {
+    match kind {
+        Kind::Message(message) => match well_known(message) {
+            Some(WellKnown::Timestamp) => matches!(ty, DataType::Timestamp(..)),
+            Some(WellKnown::Wrapper(inner)) => kind_fits(&inner.kind(), ty),
+            // A struct, or the encoding beyond the nesting limit.
+            None => matches!(ty, DataType::Struct(_) | DataType::LargeBinary),
+        },
+        Kind::Bool => matches!(ty, DataType::Boolean),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            matches!(ty, DataType::Int32 | DataType::Int64)
+        }
+        Kind::Int64
+        | Kind::Sint64
+        | Kind::Sfixed64
+        | Kind::Uint32
+        | Kind::Fixed32
+        | Kind::Uint64
+        | Kind::Fixed64 => matches!(ty, DataType::Int64),
+        Kind::Float => matches!(ty, DataType::Float32 | DataType::Float64),
+        Kind::Double => matches!(ty, DataType::Float64),
+        Kind::String | Kind::Enum(_) => matches!(ty, DataType::Utf8),
+        Kind::Bytes => matches!(ty, DataType::LargeBinary | DataType::Binary),
+    }
 }
 
 fn field_array(
@@ -620,13 +693,14 @@ mod tests {
             },
         ];
         let format = ValueFormat {
-            message,
+            message: message.clone(),
             schema_version: 1,
             framing: Framing::Confluent(Arc::new(vec![FramedAs {
                 schema_id: 7,
                 message_indexes: vec![0],
-                message: "shop.Order".to_string(),
+                message: message.clone(),
             }])),
+            history: Arc::new(vec![(1, message)]),
         };
         let (batch, undecoded) =
             to_record_batch(&arrow, Some(&format), &ids.numbers(), &rows).unwrap();
@@ -647,5 +721,143 @@ mod tests {
             .unwrap()
             .as_binary::<i64>();
         assert_eq!(raw.value(0), framed.as_slice());
+    }
+
+    /// Rows of three schema versions in one batch: each is read with its
+    /// own version, a retired field keeps its values, a widened one is
+    /// cast, and a field whose type changed incompatibly fills the old
+    /// column from old rows and the new column from new ones.
+    #[test]
+    fn rows_of_every_version_fill_the_columns_their_fields_fit() {
+        let v1 = "syntax = \"proto3\"; package shop;
+            message Order { string id = 1; int32 qty = 2; int64 code = 3; }";
+        let v2 = "syntax = \"proto3\"; package shop;
+            message Order { string id = 1; int64 qty = 2; int64 code = 3; string note = 4; }";
+        let v3 = "syntax = \"proto3\"; package shop;
+            message Order { string id = 1; int64 qty = 2; string code = 3; reserved 4; }";
+        let compiled: Vec<MessageDescriptor> = [v1, v2, v3]
+            .iter()
+            .map(|t| {
+                let s = CompiledSchema::compile(t, &BTreeMap::new()).unwrap();
+                s.pool().get_message_by_name("shop.Order").unwrap()
+            })
+            .collect();
+        let mut ids = FieldIds::default();
+        let mut schema = None;
+        for (i, m) in compiled.iter().enumerate() {
+            let tag = format!("v{}", i + 1);
+            let (next, _) =
+                crate::layout::evolve_schema(Some(m), &mut ids, schema.as_ref(), &tag).unwrap();
+            schema = Some(next);
+        }
+        let table = schema.unwrap();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&table).unwrap());
+        let encode = |m: &MessageDescriptor, fields: &[(&str, Value)], id: u32| {
+            let mut msg = DynamicMessage::new(m.clone());
+            for (name, value) in fields {
+                msg.set_field_by_name(name, value.clone());
+            }
+            sluice_proto::encode_frame(id, &[0], &msg.encode_to_vec())
+        };
+        let values = [
+            encode(
+                &compiled[0],
+                &[
+                    ("id", Value::String("a".into())),
+                    ("qty", Value::I32(1)),
+                    ("code", Value::I64(11)),
+                ],
+                1,
+            ),
+            encode(
+                &compiled[1],
+                &[
+                    ("id", Value::String("b".into())),
+                    ("qty", Value::I64(2)),
+                    ("note", Value::String("n".into())),
+                ],
+                2,
+            ),
+            encode(
+                &compiled[2],
+                &[
+                    ("id", Value::String("c".into())),
+                    ("qty", Value::I64(3)),
+                    ("code", Value::String("x".into())),
+                ],
+                3,
+            ),
+        ];
+        let rows: Vec<KafkaRow<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| KafkaRow {
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: 0,
+                key: None,
+                value: Some(v),
+                headers: vec![],
+            })
+            .collect();
+        let framings = compiled
+            .iter()
+            .enumerate()
+            .map(|(i, m)| FramedAs {
+                schema_id: i as u32 + 1,
+                message_indexes: vec![0],
+                message: m.clone(),
+            })
+            .collect();
+        let format = ValueFormat {
+            message: compiled[2].clone(),
+            schema_version: 3,
+            framing: Framing::Confluent(Arc::new(framings)),
+            history: Arc::new(
+                compiled
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, m)| (i as i32 + 1, m))
+                    .collect(),
+            ),
+        };
+        let (batch, undecoded) =
+            to_record_batch(&arrow, Some(&format), &ids.numbers(), &rows).unwrap();
+        assert_eq!(undecoded.count, 0);
+        let value = batch.column_by_name("value").unwrap().as_struct();
+        let qty = value
+            .column_by_name("qty")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>();
+        assert_eq!(qty.values().to_vec(), vec![1, 2, 3]);
+        let note = value.column_by_name("note").unwrap().as_string::<i32>();
+        assert_eq!(
+            (0..3)
+                .map(|i| note.is_valid(i).then(|| note.value(i)))
+                .collect::<Vec<_>>(),
+            vec![None, Some("n"), None],
+            "a retired field keeps the values of the versions that had it"
+        );
+        let old = value
+            .column_by_name("code")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>();
+        assert_eq!(
+            (0..3)
+                .map(|i| old.is_valid(i).then(|| old.value(i)))
+                .collect::<Vec<_>>(),
+            // v2 still declares `code` as int64 (unset: proto3's 0).
+            vec![Some(11), Some(0), None],
+            "the old column holds the old-typed values"
+        );
+        let new = value.column_by_name("code_v3").unwrap().as_string::<i32>();
+        assert_eq!(
+            (0..3)
+                .map(|i| new.is_valid(i).then(|| new.value(i)))
+                .collect::<Vec<_>>(),
+            vec![None, None, Some("x")],
+            "the new column holds the new-typed values"
+        );
     }
 }

@@ -97,6 +97,9 @@ pub const VALUE_MESSAGE_PROPERTY: &str = "sluice.value-message";
 /// Table property holding the topic's id: a table left by a deleted topic
 /// of the same name is replaced, not appended to.
 pub const TOPIC_ID_PROPERTY: &str = "sluice.topic-id";
+/// Table property: the newest subject version whose message the table's
+/// columns have taken in.
+pub const VALUE_VERSION_PROPERTY: &str = "sluice.value-schema-version";
 /// Snapshot summary key listing the offsets a commit added
 /// (`partition:first-last,…`).
 pub const OFFSETS_SUMMARY: &str = "sluice.offsets";
@@ -106,6 +109,38 @@ pub const OFFSETS_SUMMARY: &str = "sluice.offsets";
 /// `_` (Kafka already refuses topics whose names differ only in `.` vs `_`).
 pub fn table_name(topic: &str) -> String {
     topic.replace(['.', '-'], "_")
+}
+
+/// The subject versions whose message a table's columns still have to take
+/// in, oldest first: those after the newest one it took in. A table that
+/// has no value column yet takes in every version; one whose columns came
+/// from a single version (before versions were recorded) starts from the
+/// latest. Always at least the latest (a subject deleted and registered
+/// anew starts its versions again).
+fn versions_to_take<'a>(
+    format: &'a ValueFormat,
+    props: &HashMap<String, String>,
+    schema: &Schema,
+) -> Vec<(i32, &'a prost_reflect::MessageDescriptor)> {
+    let taken = props
+        .get(VALUE_VERSION_PROPERTY)
+        .and_then(|v| v.parse::<i32>().ok());
+    let after = match taken {
+        Some(v) => v,
+        None if schema.field_by_id(layout::ID_VALUE).is_none() => i32::MIN,
+        None => format.schema_version - 1,
+    };
+    let steps: Vec<_> = format
+        .history
+        .iter()
+        .filter(|(v, _)| *v > after && *v <= format.schema_version)
+        .map(|(v, m)| (*v, m))
+        .collect();
+    if steps.last().map(|(v, _)| *v) == Some(format.schema_version) {
+        steps
+    } else {
+        vec![(format.schema_version, &format.message)]
+    }
 }
 
 /// A topic's table and the layout its rows are written in.
@@ -179,17 +214,29 @@ impl Lakehouse {
             table.metadata().last_column_id(),
         )
         .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
-        let tag = format
-            .as_ref()
-            .map(|f| format!("v{}", f.schema_version))
-            .unwrap_or_default();
-        let (schema, conflicts) = layout::evolve_schema(
-            format.as_ref().map(|f| &f.message),
-            &mut ids,
-            Some(table.metadata().current_schema()),
-            &tag,
-        )
-        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
+        let invalid = |e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e);
+        let mut schema = table.metadata().current_schema().as_ref().clone();
+        let mut conflicts = Vec::new();
+        match &format {
+            None => {
+                schema = layout::evolve_schema(None, &mut ids, Some(&schema), "")
+                    .map_err(invalid)?
+                    .0;
+            }
+            Some(format) => {
+                for (version, message) in versions_to_take(format, props, &schema) {
+                    let (next, notes) = layout::evolve_schema(
+                        Some(message),
+                        &mut ids,
+                        Some(&schema),
+                        &format!("v{version}"),
+                    )
+                    .map_err(invalid)?;
+                    schema = next;
+                    conflicts.extend(notes.into_iter().map(|n| format!("version {version}: {n}")));
+                }
+            }
+        }
         for conflict in &conflicts {
             tracing::warn!(topic, table = %ident, %conflict, "incompatible schema change");
             metrics::counter!("sluice_table_incompatible_changes_total", "topic" => topic.to_owned())
@@ -203,6 +250,10 @@ impl Lakehouse {
             properties.insert(
                 VALUE_MESSAGE_PROPERTY.to_string(),
                 format.message.full_name().to_string(),
+            );
+            properties.insert(
+                VALUE_VERSION_PROPERTY.to_string(),
+                format.schema_version.to_string(),
             );
         }
         let spec = partitioning.spec()?;

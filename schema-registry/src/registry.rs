@@ -229,6 +229,29 @@ impl Registry {
         })
     }
 
+    /// Every version of `subject`, oldest first, compiled. Soft-deleted
+    /// versions are included: records framed with their schemas may still
+    /// be stored, and readers of those records need them.
+    pub async fn subject_history(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<SubjectSchema>, RegistryError> {
+        let rows = self.store_ref().versions(subject.to_owned()).await?;
+        if rows.is_empty() {
+            return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(SubjectSchema {
+                subject: subject.to_owned(),
+                version: row.version,
+                id: row.schema_id,
+                schema: self.schema_by_id(row.schema_id).await?,
+            });
+        }
+        Ok(out)
+    }
+
     /// The stored row of schema `id`.
     pub async fn stored_schema(&self, id: u32) -> Result<StoredSchema, RegistryError> {
         self.store_ref()

@@ -334,6 +334,13 @@ impl Broker {
         }
     }
 
+    /// Like [`Broker::restart`], with `args` in place of the extra
+    /// `sluice serve` arguments it was started with.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     /// Like [`Broker::restart`], but a failed start is returned, not a panic.
     pub fn try_restart(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {

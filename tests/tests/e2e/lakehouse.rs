@@ -324,30 +324,37 @@ fn topic_is_an_iceberg_table() {
 /// Waits until the topic's table holds `records` rows (per the snapshot
 /// summary served by the REST catalog).
 pub(crate) fn wait_for_table_rows(broker: &Broker, table: &str, records: u64) {
-    let path = format!("/v1/namespaces/kafka/tables/{table}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, body) = http(&broker.http_addr(), "GET", &path, None).unwrap();
-        if status == 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let current = v["metadata"]["current-snapshot-id"].as_i64();
-            let total = v["metadata"]["snapshots"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|s| s["snapshot-id"].as_i64() == current)
-                .and_then(|s| s["summary"]["total-records"].as_str())
-                .and_then(|t| t.parse::<u64>().ok());
-            if total == Some(records) {
-                return;
-            }
+        let total = table_rows(broker, table);
+        if total == Some(records) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "table {table} did not reach {records} rows: HTTP {status}"
+            "table {table} did not reach {records} rows: it has {total:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The rows in the current snapshot of `kafka.{table}`, as the REST
+/// catalog reports them; `None` if there is no table or no snapshot yet.
+pub(crate) fn table_rows(broker: &Broker, table: &str) -> Option<u64> {
+    let path = format!("/v1/namespaces/kafka/tables/{table}");
+    let (status, body) = http(&broker.http_addr(), "GET", &path, None).unwrap();
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let current = v["metadata"]["current-snapshot-id"].as_i64();
+    v["metadata"]["snapshots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["snapshot-id"].as_i64() == current)
+        .and_then(|s| s["summary"]["total-records"].as_str())
+        .and_then(|t| t.parse::<u64>().ok())
 }
 
 fn segment_files(broker: &Broker) -> Vec<std::path::PathBuf> {
