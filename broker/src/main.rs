@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use sluice_broker::cli::{GatewayArgs, GroupsCmd, HttpTarget, TableCmd, TopicsCmd};
-use sluice_broker::config::{Config, ServeArgs};
+use sluice_broker::node::config::{Config, ServeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -36,16 +36,16 @@ enum Command {
     Groups(GroupsCmd),
     /// Manage SCRAM users (for SASL/SCRAM, SASL/PLAIN and HTTP basic auth).
     #[command(subcommand)]
-    Users(sluice_broker::access_cli::UsersCmd),
+    Users(sluice_broker::cli::access::UsersCmd),
     /// Grant purposes to principals (who may declare which purpose).
     #[command(subcommand)]
-    Purposes(sluice_broker::access_cli::PurposesCmd),
+    Purposes(sluice_broker::cli::access::PurposesCmd),
     /// Manage Kafka ACLs (enforced with `sluice serve --authorizer acl`).
     #[command(subcommand)]
-    Acls(sluice_broker::access_cli::AclsCmd),
+    Acls(sluice_broker::cli::access::AclsCmd),
     /// Manage client quotas (produce/fetch byte rates per user and client id).
     #[command(subcommand)]
-    Quotas(sluice_broker::quotas_cli::QuotasCmd),
+    Quotas(sluice_broker::cli::quotas::QuotasCmd),
     /// Run a read-only SQL query over the topic tables of a running broker
     /// (e.g. `sluice sql "SELECT count(*) FROM orders"`).
     Sql {
@@ -95,7 +95,7 @@ fn main() -> std::process::ExitCode {
                 if let Some(pid) = args.exit_with_parent {
                     tokio::spawn(exit_with_parent(pid, shutdown.clone()));
                 }
-                sluice_broker::server::run(config, shutdown).await
+                sluice_broker::ops::server::run(config, shutdown).await
             }
             Command::Gateway(args) => {
                 let shutdown = CancellationToken::new();
@@ -107,10 +107,10 @@ fn main() -> std::process::ExitCode {
             }
             Command::Topics(cmd) => sluice_broker::cli::topics(cmd).await,
             Command::Groups(cmd) => sluice_broker::cli::groups(cmd).await,
-            Command::Users(cmd) => sluice_broker::access_cli::users(cmd).await,
-            Command::Acls(cmd) => sluice_broker::access_cli::acls(cmd).await,
-            Command::Quotas(cmd) => sluice_broker::quotas_cli::quotas(cmd).await,
-            Command::Purposes(cmd) => sluice_broker::access_cli::purposes(cmd).await,
+            Command::Users(cmd) => sluice_broker::cli::access::users(cmd).await,
+            Command::Acls(cmd) => sluice_broker::cli::access::acls(cmd).await,
+            Command::Quotas(cmd) => sluice_broker::cli::quotas::quotas(cmd).await,
+            Command::Purposes(cmd) => sluice_broker::cli::access::purposes(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
             Command::Sql {
                 statement,

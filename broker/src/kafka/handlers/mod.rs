@@ -1,0 +1,429 @@
+//! One handler per Kafka API, named after it. `start` decodes the body and
+//! returns the work to run; only produce does part of its work before
+//! returning (queueing batches in connection order).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+
+use crate::kafka::codec::{CodecError, RequestFrame, encode_response};
+use crate::kafka::connection::ConnContext;
+use crate::node::state::SharedBroker;
+
+mod acls;
+mod alter_client_quotas;
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_groups;
+mod delete_records;
+mod delete_topics;
+mod describe_client_quotas;
+mod describe_cluster;
+mod describe_configs;
+mod describe_groups;
+mod describe_log_dirs;
+mod describe_producers;
+mod elect_leaders;
+mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod list_offsets;
+mod list_transactions;
+mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
+mod offset_for_leader_epoch;
+mod produce;
+mod scram_credentials;
+mod sync_group;
+
+pub type Pending = BoxFuture<'static, Result<Option<Bytes>, CodecError>>;
+
+fn respond<R: Encodable + HeaderVersion>(
+    req: &RequestFrame,
+    r: &R,
+) -> Result<Option<Bytes>, CodecError> {
+    encode_response(req.correlation_id(), req.version, r).map(Some)
+}
+
+/// Wraps an async handler `f(broker, ctx, request_body, version)` into a
+/// pending response; handlers authorize the request through `ctx`.
+macro_rules! checked {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let ctx = $ctx;
+        let req = $req;
+        async move {
+            let resp = $module::handle(&broker, &ctx, body, req.version).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
+/// As `checked!`, for a group member's requests (READ on the group): a
+/// refused one answers GROUP_AUTHORIZATION_FAILED.
+macro_rules! group_member {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty, $resp:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let ctx = $ctx;
+        let req = $req;
+        async move {
+            if !may_join(&broker, &ctx, &body.group_id).await {
+                let mut resp = <$resp>::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                return respond(&req, &resp);
+            }
+            let resp = $module::handle(&broker, body, req.version).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
+async fn may_join(broker: &crate::node::state::Broker, ctx: &ConnContext, group: &str) -> bool {
+    ctx.may(
+        broker,
+        crate::security::acl::Operation::Read,
+        crate::security::acl::ResourceType::Group,
+        group,
+    )
+    .await
+}
+
+/// As `checked!`, for handlers that need the connection: whose request it
+/// is (to authorize it) or which listener it came in on (broker addresses
+/// are given for that listener).
+macro_rules! with_ctx {
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
+        let body: $ty = $req.decode()?;
+        let broker = $broker;
+        let req = $req;
+        let ctx = $ctx;
+        async move {
+            let resp = $module::handle(&broker, body, req.version, &ctx).await;
+            respond(&req, &resp)
+        }
+        .boxed()
+    }};
+}
+
+pub async fn start(
+    broker: SharedBroker,
+    ctx: Arc<ConnContext>,
+    req: RequestFrame,
+) -> Result<Pending, CodecError> {
+    use kafka_protocol::messages as m;
+    Ok(match req.api_key {
+        ApiKey::Produce => {
+            let body: m::ProduceRequest = req.decode()?;
+            produce::start(broker, &ctx, req, body)
+        }
+        ApiKey::ApiVersions => {
+            let body: m::ApiVersionsRequest = req.decode()?;
+            let resp = api_versions::handle(body, req.version);
+            let out = respond(&req, &resp);
+            async move { out }.boxed()
+        }
+        ApiKey::Metadata => with_ctx!(broker, ctx, req, metadata, m::MetadataRequest),
+        ApiKey::Fetch => {
+            let mut body: m::FetchRequest = req.decode()?;
+            async move {
+                let client_id = req.header.client_id.as_deref().unwrap_or("");
+                if let Some(cap) = broker
+                    .quotas
+                    .max_fetch_bytes(&ctx.principal(), client_id)
+                    .await
+                {
+                    body.max_bytes = body.max_bytes.min(cap);
+                }
+                let mut resp = fetch::handle(&broker, body, &ctx, client_id).await;
+                fetch::apply_quota(&broker, &ctx, client_id, &mut resp).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::ListOffsets => checked!(broker, ctx, req, list_offsets, m::ListOffsetsRequest),
+        ApiKey::CreateTopics => checked!(broker, ctx, req, create_topics, m::CreateTopicsRequest),
+        ApiKey::DeleteTopics => checked!(broker, ctx, req, delete_topics, m::DeleteTopicsRequest),
+        ApiKey::CreatePartitions => {
+            checked!(
+                broker,
+                ctx,
+                req,
+                create_partitions,
+                m::CreatePartitionsRequest
+            )
+        }
+        ApiKey::DeleteRecords => {
+            checked!(broker, ctx, req, delete_records, m::DeleteRecordsRequest)
+        }
+        ApiKey::InitProducerId => {
+            checked!(broker, ctx, req, init_producer_id, m::InitProducerIdRequest)
+        }
+        ApiKey::OffsetForLeaderEpoch => checked!(
+            broker,
+            ctx,
+            req,
+            offset_for_leader_epoch,
+            m::OffsetForLeaderEpochRequest
+        ),
+        ApiKey::DescribeConfigs => {
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_configs,
+                m::DescribeConfigsRequest
+            )
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let body: m::IncrementalAlterConfigsRequest = req.decode()?;
+            async move {
+                let resp = alter_configs::handle_incremental(&broker, &ctx, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::AlterConfigs => {
+            let body: m::AlterConfigsRequest = req.decode()?;
+            async move {
+                let resp = alter_configs::handle_legacy(&broker, &ctx, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::FindCoordinator => {
+            with_ctx!(
+                broker,
+                ctx,
+                req,
+                find_coordinator,
+                m::FindCoordinatorRequest
+            )
+        }
+        ApiKey::JoinGroup => {
+            let body: m::JoinGroupRequest = req.decode()?;
+            let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+            // Kafka reports client hosts as "/ADDRESS".
+            let host = format!("/{}", ctx.peer.ip());
+            async move {
+                if !may_join(&broker, &ctx, &body.group_id).await {
+                    let mut resp = m::JoinGroupResponse::default();
+                    resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                    resp.generation_id = -1;
+                    return respond(&req, &resp);
+                }
+                let resp = join_group::handle(&broker, body, req.version, client_id, host).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::SyncGroup => group_member!(
+            broker,
+            ctx,
+            req,
+            sync_group,
+            m::SyncGroupRequest,
+            m::SyncGroupResponse
+        ),
+        ApiKey::Heartbeat => group_member!(
+            broker,
+            ctx,
+            req,
+            heartbeat,
+            m::HeartbeatRequest,
+            m::HeartbeatResponse
+        ),
+        ApiKey::LeaveGroup => group_member!(
+            broker,
+            ctx,
+            req,
+            leave_group,
+            m::LeaveGroupRequest,
+            m::LeaveGroupResponse
+        ),
+        ApiKey::OffsetCommit => checked!(broker, ctx, req, offset_commit, m::OffsetCommitRequest),
+        ApiKey::OffsetFetch => checked!(broker, ctx, req, offset_fetch, m::OffsetFetchRequest),
+        ApiKey::OffsetDelete => checked!(broker, ctx, req, offset_delete, m::OffsetDeleteRequest),
+        ApiKey::ListGroups => checked!(broker, ctx, req, list_groups, m::ListGroupsRequest),
+        ApiKey::DescribeGroups => {
+            checked!(broker, ctx, req, describe_groups, m::DescribeGroupsRequest)
+        }
+        ApiKey::DeleteGroups => checked!(broker, ctx, req, delete_groups, m::DeleteGroupsRequest),
+        ApiKey::DescribeCluster => {
+            with_ctx!(
+                broker,
+                ctx,
+                req,
+                describe_cluster,
+                m::DescribeClusterRequest
+            )
+        }
+        ApiKey::DescribeLogDirs => {
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_log_dirs,
+                m::DescribeLogDirsRequest
+            )
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let body: m::DescribeUserScramCredentialsRequest = req.decode()?;
+            async move {
+                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
+                    scram_credentials::describe(&broker, body).await
+                } else {
+                    let e = cluster_refused(&ctx, Operation::Describe);
+                    let mut resp = m::DescribeUserScramCredentialsResponse::default();
+                    resp.error_code = e.code.code();
+                    resp.error_message = Some(str_bytes(e.message));
+                    resp
+                };
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let body: m::AlterUserScramCredentialsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = scram_credentials::alter(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::DescribeAcls => {
+            let body: m::DescribeAclsRequest = req.decode()?;
+            async move {
+                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
+                    acls::describe(&broker, body).await
+                } else {
+                    let e = cluster_refused(&ctx, Operation::Describe);
+                    let mut resp = m::DescribeAclsResponse::default();
+                    resp.error_code = e.code.code();
+                    resp.error_message = Some(str_bytes(e.message));
+                    resp
+                };
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::CreateAcls => {
+            let body: m::CreateAclsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = acls::create(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::DeleteAcls => {
+            let body: m::DeleteAclsRequest = req.decode()?;
+            async move {
+                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
+                let resp = acls::delete(&broker, &ctx, allowed, body).await;
+                respond(&req, &resp)
+            }
+            .boxed()
+        }
+        ApiKey::ElectLeaders => checked!(broker, ctx, req, elect_leaders, m::ElectLeadersRequest),
+        ApiKey::DescribeProducers => {
+            checked!(
+                broker,
+                ctx,
+                req,
+                describe_producers,
+                m::DescribeProducersRequest
+            )
+        }
+        ApiKey::ListTransactions => {
+            let body: m::ListTransactionsRequest = req.decode()?;
+            let out = respond(&req, &list_transactions::handle(body));
+            async move { out }.boxed()
+        }
+        ApiKey::DescribeClientQuotas => checked!(
+            broker,
+            ctx,
+            req,
+            describe_client_quotas,
+            m::DescribeClientQuotasRequest
+        ),
+        ApiKey::AlterClientQuotas => checked!(
+            broker,
+            ctx,
+            req,
+            alter_client_quotas,
+            m::AlterClientQuotasRequest
+        ),
+        other => {
+            return Err(CodecError::UnsupportedVersion {
+                api: other,
+                version: req.version,
+                min: 0,
+                max: -1,
+            });
+        }
+    })
+}
+
+use crate::security::acl::Operation;
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Leader epoch reported for every partition. Sluice has no replicas to
+/// elect, so the epoch never changes.
+pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// The topic `name`, if the caller may do `op` on it. A topic the caller
+/// may not touch fails the same whether it exists or not.
+pub(crate) async fn authorized_topic(
+    broker: &crate::node::state::Broker,
+    ctx: &ConnContext,
+    op: crate::security::acl::Operation,
+    name: &str,
+) -> Result<Option<Arc<crate::store::meta::TopicRecord>>, crate::node::state::KafkaError> {
+    if !ctx
+        .may(broker, op, crate::security::acl::ResourceType::Topic, name)
+        .await
+    {
+        return Err(crate::node::state::KafkaError::new(
+            kafka_protocol::error::ResponseError::TopicAuthorizationFailed,
+            format!("{} may not {} topic '{name}'", ctx.principal(), op.verb()),
+        ));
+    }
+    broker.topic(name).await
+}
+
+/// The error for a refused cluster-level operation.
+pub(crate) fn cluster_refused(
+    ctx: &ConnContext,
+    op: crate::security::acl::Operation,
+) -> crate::node::state::KafkaError {
+    crate::node::state::KafkaError::new(
+        kafka_protocol::error::ResponseError::ClusterAuthorizationFailed,
+        format!(
+            "{} may not {} the cluster ({} on CLUSTER:kafka-cluster)",
+            ctx.principal(),
+            op.verb(),
+            op.name()
+        ),
+    )
+}

@@ -1,0 +1,3 @@
+pub mod codec;
+pub mod connection;
+pub mod handlers;

@@ -1,0 +1,2 @@
+pub mod archiver;
+pub mod maintenance;

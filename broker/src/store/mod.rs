@@ -1,0 +1,4 @@
+pub mod meta;
+pub mod objects;
+pub mod schema_store;
+pub mod topic_config;
