@@ -18,3 +18,6 @@ pub mod ops;
 pub mod policy;
 pub mod security;
 pub mod store;
+
+#[cfg(test)]
+mod layers;
