@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod common;
 pub mod coordinator;
 pub mod kafka;
 pub mod lake;

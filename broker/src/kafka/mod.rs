@@ -1,3 +1,4 @@
 pub mod codec;
 pub mod connection;
 pub mod handlers;
+pub mod session;

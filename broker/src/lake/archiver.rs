@@ -29,11 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::log::batch;
 use crate::node::state::SharedBroker;
-use crate::policy::validation::VALUE_MESSAGE_TYPE;
 use crate::store::meta::TopicRecord;
-
-/// Topic config: how the topic's table is partitioned.
-pub const TABLE_PARTITIONING: &str = "sluice.table.partitioning";
+use crate::store::topic_config::{TABLE_PARTITIONING, VALUE_MESSAGE_TYPE};
 
 /// Most batches read per partition in one round; the rest waits for the
 /// next round (which starts at once when a round was full).
@@ -386,7 +383,7 @@ async fn archive_topic(
             }
             loaded += loc.len as usize;
             let mut buf = Vec::with_capacity(loc.len as usize);
-            crate::log::read::append_batch(broker, loc, &mut buf)
+            crate::log::read::append_batch(&**broker, loc, &mut buf)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let bytes = Bytes::from(buf);

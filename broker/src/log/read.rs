@@ -1,18 +1,27 @@
 //! Reading stored batches back: from the segment cache or the object store,
 //! with broker-assigned offsets written into each batch header.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
-
-use crate::kafka::handlers::LEADER_EPOCH;
-use crate::log::batch;
-use std::sync::Arc;
-
 use sluice_lakehouse::{ArchiveReader, Lakehouse};
 
-use crate::node::state::{Broker, KafkaError};
-use crate::store::meta::{BatchLoc, LAKE_SEGMENT, MetaError};
+use crate::common::KafkaError;
+use crate::log::LEADER_EPOCH;
+use crate::log::batch;
+use crate::store::meta::{BatchLoc, LAKE_SEGMENT, MetaError, MetaStore};
+use crate::store::objects::Segments;
+
+/// The stores a batch is read from: the offset index, the segment objects
+/// and, for archived batches, the topic tables. The assembled broker
+/// provides them; the read path needs nothing else of it.
+pub trait Stores: Sync {
+    fn meta(&self) -> &MetaStore;
+    fn segments(&self) -> &Segments;
+    fn lake(&self) -> &LakeReader;
+}
 
 /// Reads archived batches back from the topic tables' Parquet files.
 pub struct LakeReader {
@@ -45,17 +54,17 @@ fn storage_error(what: &str, e: impl std::fmt::Display) -> KafkaError {
 /// included), timestamps, keys, values and headers, in one uncompressed
 /// batch without producer state.
 async fn append_archived(
-    broker: &Broker,
+    stores: &(impl Stores + ?Sized),
     loc: &BatchLoc,
     out: &mut Vec<u8>,
 ) -> Result<(), KafkaError> {
-    let reader = &broker.lake;
+    let reader = stores.lake();
     let topic_id = loc.topic_id;
     let name = reader
         .names
         .try_get_with(topic_id, async {
-            broker
-                .meta
+            stores
+                .meta()
                 .topic_name(topic_id)
                 .await?
                 .ok_or_else(|| MetaError::UnknownTopic(format!("id {topic_id}")))
@@ -110,14 +119,14 @@ async fn append_archived(
 
 /// Appends the stored batch to `out`, ready to send to a consumer.
 pub async fn append_batch(
-    broker: &Broker,
+    stores: &(impl Stores + ?Sized),
     loc: &BatchLoc,
     out: &mut Vec<u8>,
 ) -> Result<(), KafkaError> {
     if loc.segment.key == LAKE_SEGMENT {
-        return append_archived(broker, loc, out).await;
+        return append_archived(stores, loc, out).await;
     }
-    let segment = broker.segments.get(&loc.segment).await.map_err(|e| {
+    let segment = stores.segments().get(&loc.segment).await.map_err(|e| {
         tracing::error!(segment = %loc.segment.key, error = %e, "cannot read segment");
         KafkaError::new(
             ResponseError::KafkaStorageError,
@@ -139,9 +148,12 @@ pub async fn append_batch(
 
 /// Decodes every data record of one stored batch (decompressing as
 /// needed); control records are left out.
-pub async fn records_of(broker: &Broker, loc: &BatchLoc) -> Result<Vec<Record>, KafkaError> {
+pub async fn records_of(
+    stores: &(impl Stores + ?Sized),
+    loc: &BatchLoc,
+) -> Result<Vec<Record>, KafkaError> {
     let mut buf = Vec::with_capacity(loc.len as usize);
-    append_batch(broker, loc, &mut buf).await?;
+    append_batch(stores, loc, &mut buf).await?;
     let mut bytes = Bytes::from(buf);
     RecordBatchDecoder::decode(&mut bytes)
         .map(|set| set.records.into_iter().filter(|r| !r.control).collect())

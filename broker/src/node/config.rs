@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::common::addr::{parse_addr, split_host_port};
+
 /// Flags of `sluice serve`. Every flag also reads an environment variable and
 /// a key of the same name (with `_` for `-`) in the config file.
 #[derive(Debug, Clone, Default, Args)]
@@ -408,29 +410,6 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
-}
-
-pub(crate) fn parse_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    value
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))
-}
-
-pub(crate) fn split_host_port(flag: &str, value: &str) -> anyhow::Result<(String, i32)> {
-    let (host, port) = value
-        .rsplit_once(':')
-        .with_context(|| format!("--{flag}: '{value}' is not a HOST:PORT address"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("--{flag}: '{port}' is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        bail!("--{flag}: '{value}' has no host");
-    }
-    Ok((host.to_string(), port as i32))
 }
 
 #[cfg(test)]

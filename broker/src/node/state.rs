@@ -6,11 +6,12 @@ use std::sync::{Arc, RwLock};
 use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 
+use crate::common::{KafkaError, validate_topic_name};
 use crate::coordinator::groups::Coordinator;
 use crate::log::append::Appender;
 use crate::node::config::Config;
 use crate::policy::validation::Validator;
-use crate::store::meta::{MetaError, MetaStore, TopicRecord};
+use crate::store::meta::{MetaStore, TopicRecord};
 use crate::store::objects::Segments;
 use crate::store::topic_config::TopicConfig;
 
@@ -47,63 +48,6 @@ pub struct Broker {
 /// after this long, so topics they create, delete, grow or reconfigure are
 /// seen here within it.
 const SHARED_TOPIC_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A handler-level error: a Kafka error code and a message for the client.
-#[derive(Debug, Clone)]
-pub struct KafkaError {
-    pub code: ResponseError,
-    pub message: String,
-}
-
-impl KafkaError {
-    pub fn new(code: ResponseError, message: impl Into<String>) -> KafkaError {
-        KafkaError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<MetaError> for KafkaError {
-    fn from(e: MetaError) -> KafkaError {
-        let code = match &e {
-            MetaError::TopicExists(_) => ResponseError::TopicAlreadyExists,
-            MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
-            MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-            MetaError::Db(_) | MetaError::Migrate(_) => {
-                tracing::error!(error = %e, "metadata store failure");
-                ResponseError::KafkaStorageError
-            }
-        };
-        KafkaError::new(code, e.to_string())
-    }
-}
-
-/// Kafka's rule for topic names.
-pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
-    let bad = |why: &str| {
-        Err(KafkaError::new(
-            ResponseError::InvalidTopicException,
-            format!("invalid topic name '{name}': {why}"),
-        ))
-    };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are not allowed");
-    }
-    if name.len() > 249 {
-        return bad("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
-    {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
-}
 
 /// The services a broker is assembled from.
 pub struct Parts {
@@ -263,3 +207,15 @@ impl Broker {
 }
 
 pub type SharedBroker = Arc<Broker>;
+
+impl crate::log::read::Stores for Broker {
+    fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+    fn segments(&self) -> &Segments {
+        &self.segments
+    }
+    fn lake(&self) -> &crate::log::read::LakeReader {
+        &self.lake
+    }
+}

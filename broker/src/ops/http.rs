@@ -108,8 +108,13 @@ async fn admin_topic(
 /// Requires `--http-auth` on every interface it is given to, with the
 /// callers found in [`Caller`].
 pub fn protect(router: Router, broker: SharedBroker) -> Router {
+    let auth = crate::security::http_auth::HttpAuth {
+        settings: broker.config.security.clone(),
+        credentials: broker.credentials.clone(),
+        meta: broker.meta.clone(),
+    };
     router.layer(axum::middleware::from_fn_with_state(
-        broker,
+        auth,
         crate::security::http_auth::authenticate,
     ))
 }
@@ -461,9 +466,15 @@ async fn run_sql(
             (StatusCode::FORBIDDEN, format!("{why}\n"))
         })?),
     };
-    let mut guards = crate::policy::purposes::sql_guards(broker, purpose.as_ref())
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")))?;
+    let mut guards = crate::policy::purposes::sql_guards(
+        &broker.config.policies,
+        &broker.validator,
+        &broker.meta,
+        broker.lake.lakehouse(),
+        purpose.as_ref(),
+    )
+    .await
+    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")))?;
     // Tables of topics the caller may not READ are not there for them.
     if broker.authorizer.enabled() {
         for t in broker.meta.list_topics().await.map_err(unavailable)? {

@@ -146,8 +146,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         listeners.push((socket, l.clone(), tls));
     }
     let upkeep = tokio::spawn(crate::ops::http::metrics_upkeep(background.clone()));
-    let retention = tokio::spawn(retention::run(broker.clone(), background.clone()));
-    let checkpoints = tokio::spawn(retention::checkpoints(broker.clone(), background.clone()));
+    let retention = tokio::spawn(retention::run(
+        broker.meta.clone(),
+        broker.segments.clone(),
+        broker.cluster.clone(),
+        broker.config.retention_check,
+        background.clone(),
+    ));
+    let checkpoints = tokio::spawn(retention::checkpoints(
+        broker.meta.clone(),
+        background.clone(),
+    ));
     let archiver = tokio::spawn(crate::lake::archiver::run(
         broker.clone(),
         lake.clone(),

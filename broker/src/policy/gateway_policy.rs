@@ -20,7 +20,7 @@ use crate::store::meta::TopicRecord;
 use crate::store::topic_config::TopicConfig;
 
 /// The principal of gateway clients until the gateway authenticates them.
-pub const GATEWAY_PRINCIPAL: &str = crate::policy::purposes::ANONYMOUS;
+pub const GATEWAY_PRINCIPAL: &str = crate::security::ANONYMOUS;
 
 /// [`RecordPolicy`] over the broker's validator, purpose policies and redactor.
 pub struct BrokerPolicy {

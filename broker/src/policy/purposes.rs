@@ -32,13 +32,10 @@ use sluice_lakehouse::sql::{Guards, TableGuard};
 use sluice_proto::prost_reflect::{FieldDescriptor, MessageDescriptor};
 use sluice_proto::{CompiledSchema, Hidden, MessageIndexes, Redaction, field_policy};
 
+use crate::common::KafkaError;
 use crate::log::batch;
-use crate::node::state::KafkaError;
 use crate::policy::validation::{Side, Validator};
 use crate::store::meta::TopicRecord;
-
-/// The principal of a connection that has not authenticated.
-pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// The sensitivity class that is never restricted.
 const PUBLIC: &str = "public";
@@ -667,13 +664,14 @@ enum Plan {
 /// The table's `value` column follows the message its archiver chose (in
 /// the subject's latest version), so the same message decides here.
 pub async fn sql_guards(
-    broker: &crate::node::state::Broker,
+    policies: &Policies,
+    validator: &Validator,
+    meta: &crate::store::meta::MetaStore,
+    lake: &sluice_lakehouse::Lakehouse,
     purpose: Option<&Purpose>,
 ) -> Result<Guards, String> {
-    let policies = &broker.config.policies;
-    let validator = &broker.validator;
     let mut guards = Guards::new();
-    let topics = broker.meta.list_topics().await.map_err(|e| e.to_string())?;
+    let topics = meta.list_topics().await.map_err(|e| e.to_string())?;
     for topic in topics {
         let (key, value) = validator
             .sides(&topic)
@@ -686,7 +684,7 @@ pub async fn sql_guards(
         };
         let mut guard = TableGuard::default();
         if let Some(side) = &value {
-            let pinned = table_value_message(broker, &topic.name).await?;
+            let pinned = table_value_message(lake, &topic.name).await?;
             if let Some(m) = table_message(validator, side, pinned.as_deref()).await? {
                 guard.hidden = hidden_in(&m);
             }
@@ -697,7 +695,7 @@ pub async fn sql_guards(
             guard.hide_key = !hidden_in(&m).is_empty();
         }
         if guard != TableGuard::default() {
-            let table = broker.lake.lakehouse().ident(&topic.name);
+            let table = lake.ident(&topic.name);
             guards.insert(table.name().to_owned(), guard);
         }
     }
@@ -707,12 +705,10 @@ pub async fn sql_guards(
 /// The message whose fields a topic table's `value` column holds, as the
 /// archiver recorded it in the table (none for a table not made yet).
 async fn table_value_message(
-    broker: &crate::node::state::Broker,
+    lake: &sluice_lakehouse::Lakehouse,
     topic: &str,
 ) -> Result<Option<String>, String> {
-    let table = broker
-        .lake
-        .lakehouse()
+    let table = lake
         .load(topic)
         .await
         .map_err(|e| format!("cannot read the table of topic '{topic}': {e}"))?;
@@ -820,6 +816,7 @@ fn unavailable(e: impl std::fmt::Display) -> KafkaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::ANONYMOUS;
 
     const FILE: &str = r#"
         purposes = ["billing", "marketing", "analytics"]

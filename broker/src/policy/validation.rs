@@ -28,12 +28,9 @@ use sluice_schema_registry::{Registry, RegistryError};
 
 use crate::store::meta::TopicRecord;
 
-pub const VALUE_MESSAGE_TYPE: &str = "sluice.value.message.type";
-pub const KEY_MESSAGE_TYPE: &str = "sluice.key.message.type";
-/// `reject` or `dlq`: what a batch with invalid records does.
-pub const VALIDATION_MODE: &str = "sluice.validation.mode";
-/// The dead-letter topic of a topic in `dlq` mode; empty means `TOPIC.dlq`.
-pub const DLQ_TOPIC: &str = "sluice.dlq.topic";
+pub use crate::store::topic_config::{
+    DLQ_TOPIC, KEY_MESSAGE_TYPE, VALIDATION_MODE, VALUE_MESSAGE_TYPE,
+};
 
 /// What a topic does with a batch holding invalid records.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::node::state::SharedBroker;
+use crate::security::scram::Credentials;
+use crate::security::settings::Security;
 use crate::store::meta::{MetaStore, Result};
 
 /// Who sent an HTTP request.
@@ -32,23 +33,28 @@ pub struct Caller {
 /// Paths that answer without credentials with `--http-open-health`.
 const HEALTH_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
+/// What the middleware checks callers against.
+#[derive(Clone)]
+pub struct HttpAuth {
+    pub settings: Arc<Security>,
+    pub credentials: Credentials,
+    /// Where bearer tokens are kept.
+    pub meta: MetaStore,
+}
+
 /// The middleware: admits the request with its [`Caller`], or answers 401.
-pub async fn authenticate(
-    State(broker): State<SharedBroker>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(auth): State<HttpAuth>, mut req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-    let security = &broker.config.security;
+    let security = &auth.settings;
     let open = !security.http_auth
         || (security.http_open_health && HEALTH_PATHS.contains(&req.uri().path()));
     let principal: Arc<str> = if open {
-        crate::policy::purposes::ANONYMOUS.into()
+        crate::security::ANONYMOUS.into()
     } else {
-        match identify(&broker, req.headers().get(header::AUTHORIZATION)).await {
+        match identify(&auth, req.headers().get(header::AUTHORIZATION)).await {
             Ok(p) => p.into(),
             Err(why) => {
                 metrics::counter!("sluice_http_auth_failures_total").increment(1);
@@ -68,7 +74,7 @@ pub async fn authenticate(
 
 /// The principal an `Authorization` header proves, or why it proves none.
 async fn identify(
-    broker: &SharedBroker,
+    auth: &HttpAuth,
     value: Option<&HeaderValue>,
 ) -> std::result::Result<String, String> {
     let Some(value) = value else {
@@ -91,14 +97,14 @@ async fn identify(
         let (user, password) = decoded
             .split_once(':')
             .ok_or("malformed basic credentials (expected user:password)")?;
-        return match broker.credentials.verify_password(user, password).await {
+        return match auth.credentials.verify_password(user, password).await {
             Ok(true) => Ok(format!("User:{user}")),
             Ok(false) => Err(format!("invalid user name or password for '{user}'")),
             Err(e) => Err(format!("the credential store is unavailable: {e}")),
         };
     }
     if scheme.eq_ignore_ascii_case("bearer") {
-        return match Tokens::new(broker.meta.clone()).principal(rest).await {
+        return match Tokens::new(auth.meta.clone()).principal(rest).await {
             Ok(Some(p)) => Ok(p),
             Ok(None) => Err("unknown or revoked bearer token".into()),
             Err(e) => Err(format!("the token store is unavailable: {e}")),

@@ -5,3 +5,7 @@ pub mod sasl;
 pub mod scram;
 pub mod settings;
 pub mod tls;
+
+/// The principal of a connection or HTTP request that has not
+/// authenticated.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";

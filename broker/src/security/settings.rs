@@ -186,7 +186,7 @@ impl SecurityInput {
         }
         let mut listeners = Vec::new();
         for (i, (protocol, addr)) in entries.iter().enumerate() {
-            let bind = crate::node::config::parse_addr("listeners", addr)?;
+            let bind = crate::common::addr::parse_addr("listeners", addr)?;
             let adv = advertised
                 .iter()
                 .find(|(p, _)| p == protocol)
@@ -194,7 +194,7 @@ impl SecurityInput {
                 .or_else(|| (i == 0).then(|| self.advertised_addr.clone()).flatten())
                 .unwrap_or_else(|| addr.clone());
             let (advertised_host, advertised_port) =
-                crate::node::config::split_host_port("advertised-listeners", &adv)?;
+                crate::common::addr::split_host_port("advertised-listeners", &adv)?;
             listeners.push(Listener {
                 protocol: *protocol,
                 addr: bind,

@@ -1132,3 +1132,19 @@ impl MetaStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
+
+impl From<MetaError> for crate::common::KafkaError {
+    fn from(e: MetaError) -> crate::common::KafkaError {
+        use kafka_protocol::error::ResponseError;
+        let code = match &e {
+            MetaError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            MetaError::Db(_) | MetaError::Migrate(_) => {
+                tracing::error!(error = %e, "metadata store failure");
+                ResponseError::KafkaStorageError
+            }
+        };
+        crate::common::KafkaError::new(code, e.to_string())
+    }
+}

@@ -57,6 +57,16 @@ pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// The Protobuf message a topic's values are checked against.
+pub const VALUE_MESSAGE_TYPE: &str = "sluice.value.message.type";
+/// The Protobuf message a topic's keys are checked against.
+pub const KEY_MESSAGE_TYPE: &str = "sluice.key.message.type";
+/// `reject` or `dlq`: what a batch with invalid records does.
+pub const VALIDATION_MODE: &str = "sluice.validation.mode";
+/// The dead-letter topic of a topic in `dlq` mode; empty means `TOPIC.dlq`.
+pub const DLQ_TOPIC: &str = "sluice.dlq.topic";
+/// How the topic's table is partitioned.
+pub const TABLE_PARTITIONING: &str = "sluice.table.partitioning";
 
 const I32_MAX: i64 = i32::MAX as i64;
 const I64_MAX: i64 = i64::MAX;
@@ -289,7 +299,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         doc: "Stored and reported; every partition has exactly one leader, so there is nothing to elect.",
     },
     ConfigKey {
-        name: crate::policy::validation::VALUE_MESSAGE_TYPE,
+        name: VALUE_MESSAGE_TYPE,
         default: "",
         kind: KIND_STRING,
         check: Check::Any,
@@ -297,7 +307,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         doc: "Fully-qualified Protobuf message of raw (unframed) values, from subject TOPIC-value; empty: values use the schema registry wire format.",
     },
     ConfigKey {
-        name: crate::policy::validation::KEY_MESSAGE_TYPE,
+        name: KEY_MESSAGE_TYPE,
         default: "",
         kind: KIND_STRING,
         check: Check::Any,
@@ -305,7 +315,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         doc: "Fully-qualified Protobuf message of raw (unframed) keys, from subject TOPIC-key; empty: keys use the schema registry wire format.",
     },
     ConfigKey {
-        name: crate::policy::validation::VALIDATION_MODE,
+        name: VALIDATION_MODE,
         default: "reject",
         kind: KIND_STRING,
         check: Check::OneOf(&["reject", "dlq"]),
@@ -313,7 +323,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         doc: "What a batch with records that fail schema validation does: reject (refuse the batch with INVALID_RECORD) or dlq (store the valid records, send the invalid ones to the dead-letter topic).",
     },
     ConfigKey {
-        name: crate::policy::validation::DLQ_TOPIC,
+        name: DLQ_TOPIC,
         default: "",
         kind: KIND_STRING,
         check: Check::Custom(check_dlq_topic),
@@ -321,7 +331,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         doc: "Dead-letter topic for records that fail validation in dlq mode (created with one partition when missing); empty: TOPIC.dlq.",
     },
     ConfigKey {
-        name: crate::lake::archiver::TABLE_PARTITIONING,
+        name: TABLE_PARTITIONING,
         default: "day",
         kind: KIND_STRING,
         check: Check::Custom(check_table_partitioning),
@@ -362,8 +372,7 @@ fn check_dlq_topic(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
-    crate::node::state::validate_topic_name(value)
-        .map_err(|e| format!("{}: {}", crate::policy::validation::DLQ_TOPIC, e.message))
+    crate::common::validate_topic_name(value).map_err(|e| format!("{}: {}", DLQ_TOPIC, e.message))
 }
 
 fn check_table_partitioning(value: &str) -> Result<(), String> {

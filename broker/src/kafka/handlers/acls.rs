@@ -15,8 +15,9 @@ use kafka_protocol::messages::{
 };
 
 use super::{cluster_refused, str_bytes};
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError};
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::{Acl, Filter, Operation, new_acl};
 
 fn disabled() -> KafkaError {

@@ -12,8 +12,9 @@ use kafka_protocol::messages::{
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{authorized_topic, str_bytes};
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError};
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::Operation;
 use crate::store::topic_config::{self, TopicConfig};
 

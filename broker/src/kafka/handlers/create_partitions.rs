@@ -5,8 +5,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{authorized_topic, str_bytes};
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError};
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::Operation;
 
 pub async fn handle(

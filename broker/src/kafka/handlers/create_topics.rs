@@ -7,8 +7,9 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError, validate_topic_name};
+use crate::common::{KafkaError, validate_topic_name};
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::topic_config::{self, TopicConfig};
 

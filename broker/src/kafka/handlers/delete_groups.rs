@@ -5,7 +5,7 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use kafka_protocol::error::ResponseError;
 
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 

@@ -5,8 +5,9 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError};
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(

@@ -6,8 +6,9 @@ use kafka_protocol::messages::describe_client_quotas_response::{EntityData, Entr
 use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, KafkaError};
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::policy::quotas::{CLIENT_ID, Entity, IP, USER};
 use crate::security::acl::Operation;
 

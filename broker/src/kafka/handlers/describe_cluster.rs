@@ -6,7 +6,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::error::ResponseError;
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::Operation;
 

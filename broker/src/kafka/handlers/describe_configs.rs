@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{authorized_topic, str_bytes};
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::Operation;
 use crate::store::topic_config;

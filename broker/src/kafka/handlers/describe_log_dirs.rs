@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::Operation;
 

@@ -13,9 +13,10 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use crate::kafka::connection::ConnContext;
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
 use crate::log::read;
-use crate::node::state::{Broker, KafkaError};
+use crate::node::state::Broker;
 use crate::policy::purposes::Purpose;
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::meta::TopicRecord;

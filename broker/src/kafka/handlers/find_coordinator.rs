@@ -9,7 +9,7 @@ use kafka_protocol::error::ResponseError;
 
 use super::str_bytes;
 use crate::cluster::GROUP_LEASE;
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 

@@ -3,7 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::Operation;
 

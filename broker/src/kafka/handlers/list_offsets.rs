@@ -10,9 +10,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{LEADER_EPOCH, authorized_topic};
-use crate::kafka::connection::ConnContext;
+use crate::common::KafkaError;
+use crate::kafka::session::ConnContext;
 use crate::log::read;
-use crate::node::state::{Broker, KafkaError};
+use crate::node::state::Broker;
 use crate::security::acl::Operation;
 
 const LATEST: i64 = -1;

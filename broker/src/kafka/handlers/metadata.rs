@@ -10,8 +10,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::{LEADER_EPOCH, str_bytes};
-use crate::kafka::connection::ConnContext;
-use crate::node::state::{Broker, validate_topic_name};
+use crate::common::validate_topic_name;
+use crate::kafka::session::ConnContext;
+use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::meta::TopicRecord;
 

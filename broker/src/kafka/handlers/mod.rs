@@ -12,7 +12,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 
 use crate::kafka::codec::{CodecError, RequestFrame, encode_response};
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::SharedBroker;
 
 mod acls;
@@ -388,9 +388,7 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Leader epoch reported for every partition. Sluice has no replicas to
-/// elect, so the epoch never changes.
-pub(crate) const LEADER_EPOCH: i32 = 0;
+pub(crate) use crate::log::LEADER_EPOCH;
 
 /// The topic `name`, if the caller may do `op` on it. A topic the caller
 /// may not touch fails the same whether it exists or not.
@@ -399,12 +397,12 @@ pub(crate) async fn authorized_topic(
     ctx: &ConnContext,
     op: crate::security::acl::Operation,
     name: &str,
-) -> Result<Option<Arc<crate::store::meta::TopicRecord>>, crate::node::state::KafkaError> {
+) -> Result<Option<Arc<crate::store::meta::TopicRecord>>, crate::common::KafkaError> {
     if !ctx
         .may(broker, op, crate::security::acl::ResourceType::Topic, name)
         .await
     {
-        return Err(crate::node::state::KafkaError::new(
+        return Err(crate::common::KafkaError::new(
             kafka_protocol::error::ResponseError::TopicAuthorizationFailed,
             format!("{} may not {} topic '{name}'", ctx.principal(), op.verb()),
         ));
@@ -416,8 +414,8 @@ pub(crate) async fn authorized_topic(
 pub(crate) fn cluster_refused(
     ctx: &ConnContext,
     op: crate::security::acl::Operation,
-) -> crate::node::state::KafkaError {
-    crate::node::state::KafkaError::new(
+) -> crate::common::KafkaError {
+    crate::common::KafkaError::new(
         kafka_protocol::error::ResponseError::ClusterAuthorizationFailed,
         format!(
             "{} may not {} the cluster ({} on CLUSTER:kafka-cluster)",

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::error::ResponseError;
 
 use super::str_bytes;
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::meta::CommittedOffset;

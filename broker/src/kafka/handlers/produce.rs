@@ -19,12 +19,13 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Pending, respond, str_bytes};
+use crate::common::{KafkaError, validate_topic_name};
 use crate::kafka::codec::RequestFrame;
-use crate::kafka::connection::ConnContext;
+use crate::kafka::session::ConnContext;
 use crate::log::append::{BatchOutcome, PendingBatch};
 use crate::log::batch::{self, CheckedBatch};
 use crate::log::dead_letter::{DeadLetters, DeadRecord};
-use crate::node::state::{KafkaError, SharedBroker, validate_topic_name};
+use crate::node::state::SharedBroker;
 use crate::policy::validation::{Mode, RecordError, Refusal, Rejection};
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::meta::TopicRecord;
