@@ -369,17 +369,12 @@ impl Coordinator {
             .clone()
     }
 
+    /// JoinGroup: admits the member (a new id, a static member's return, or
+    /// a known member), records its protocols, and answers once the join
+    /// phase completes, or at once when a stable group needs no rebalance.
     pub async fn join(self: &Arc<Self>, p: JoinParams) -> JoinResult {
-        if p.group_id.is_empty() {
-            return JoinResult::error(ResponseError::InvalidGroupId, &p.member_id);
-        }
-        if p.session_timeout_ms < MIN_SESSION_TIMEOUT_MS
-            || p.session_timeout_ms > MAX_SESSION_TIMEOUT_MS
-        {
-            return JoinResult::error(ResponseError::InvalidSessionTimeout, &p.member_id);
-        }
-        if p.protocol_type.is_empty() || p.protocols.is_empty() {
-            return JoinResult::error(ResponseError::InconsistentGroupProtocol, &p.member_id);
+        if let Err(e) = check_join(&p) {
+            return JoinResult::error(e, &p.member_id);
         }
         if let Err(e) = self.claim(&p.group_id).await {
             return JoinResult::error(e, &p.member_id);
@@ -397,92 +392,15 @@ impl Coordinator {
             if g.state == GroupState::Dead {
                 return JoinResult::error(ResponseError::CoordinatorNotAvailable, &p.member_id);
             }
-            if !g.members.is_empty() {
-                if g.protocol_type != p.protocol_type {
-                    return JoinResult::error(
-                        ResponseError::InconsistentGroupProtocol,
-                        &p.member_id,
-                    );
-                }
-                let supported = p.protocols.iter().any(|(name, _)| {
-                    g.members
-                        .values()
-                        .filter(|m| m.member_id != p.member_id)
-                        .all(|m| m.protocols.iter().any(|(n, _)| n == name))
-                });
-                if !supported {
-                    return JoinResult::error(
-                        ResponseError::InconsistentGroupProtocol,
-                        &p.member_id,
-                    );
-                }
+            if !protocols_fit(&g, &p) {
+                return JoinResult::error(ResponseError::InconsistentGroupProtocol, &p.member_id);
             }
-            let mut member_id = p.member_id.clone();
-            let is_new = member_id.is_empty() || g.pending_ids.contains(&member_id);
-            let mut static_rejoin = false;
-            if member_id.is_empty()
-                && let Some(instance) = &p.group_instance_id
-                && let Some(old) = g
-                    .members
-                    .values()
-                    .find(|m| m.group_instance_id.as_ref() == Some(instance))
-                    .map(|m| m.member_id.clone())
-            {
-                // A static member rejoining under a new id replaces its old
-                // self and keeps its place (and assignment) in the group.
-                member_id = self.replace_static(&mut g, &old, &p.client_id);
-                static_rejoin = true;
-            } else if member_id.is_empty() {
-                member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
-                if p.require_known_member_id && p.group_instance_id.is_none() {
-                    g.pending_ids.insert(member_id.clone());
-                    return JoinResult::error(ResponseError::MemberIdRequired, &member_id);
-                }
-            } else if !is_new && !g.members.contains_key(&member_id) {
-                return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
-            }
-            g.pending_ids.remove(&member_id);
-            let protocols: Vec<(String, Vec<u8>)> = p
-                .protocols
-                .iter()
-                .map(|(n, m)| (n.clone(), m.to_vec()))
-                .collect();
-            let (tx, rx) = oneshot::channel();
-            let changed = match g.members.get_mut(&member_id) {
-                Some(m) => {
-                    let changed = m.protocols != protocols;
-                    m.protocols = protocols;
-                    m.session_timeout_ms = p.session_timeout_ms;
-                    m.rebalance_timeout_ms = p.rebalance_timeout_ms;
-                    m.last_seen = Instant::now();
-                    if let Some(old) = m.join_waiter.replace(tx) {
-                        let _ = old.send(JoinResult::error(
-                            ResponseError::UnknownMemberId,
-                            &member_id,
-                        ));
-                    }
-                    changed
-                }
-                None => {
-                    g.members.insert(
-                        member_id.clone(),
-                        Member {
-                            member_id: member_id.clone(),
-                            group_instance_id: p.group_instance_id.clone(),
-                            client_id: p.client_id.clone(),
-                            client_host: p.client_host.clone(),
-                            session_timeout_ms: p.session_timeout_ms,
-                            rebalance_timeout_ms: p.rebalance_timeout_ms,
-                            protocols,
-                            assignment: Vec::new(),
-                            last_seen: Instant::now(),
-                            join_waiter: Some(tx),
-                            sync_waiter: None,
-                        },
-                    );
-                    true
-                }
+            let (member_id, static_rejoin) = match self.admit(&mut g, &p) {
+                Ok(admitted) => admitted,
+                Err(refused) => return refused,
             };
+            let (tx, rx) = oneshot::channel();
+            let changed = upsert_member(&mut g, &member_id, &p, tx);
             if g.members.len() == 1 && g.protocol_type.is_empty() {
                 g.protocol_type = p.protocol_type.clone();
             }
@@ -521,6 +439,44 @@ impl Coordinator {
         };
         rx.await
             .unwrap_or_else(|_| JoinResult::error(ResponseError::UnknownMemberId, &p.member_id))
+    }
+
+    /// The id a joining member goes by, and whether it is a static member
+    /// returning under a new id; or the answer that refuses it (a first
+    /// join that must come back with the id it is given, or an unknown id).
+    fn admit(&self, g: &mut Group, p: &JoinParams) -> Result<(String, bool), JoinResult> {
+        let mut member_id = p.member_id.clone();
+        let is_new = member_id.is_empty() || g.pending_ids.contains(&member_id);
+        let mut static_rejoin = false;
+        if member_id.is_empty()
+            && let Some(instance) = &p.group_instance_id
+            && let Some(old) = g
+                .members
+                .values()
+                .find(|m| m.group_instance_id.as_ref() == Some(instance))
+                .map(|m| m.member_id.clone())
+        {
+            // A static member rejoining under a new id replaces its old
+            // self and keeps its place (and assignment) in the group.
+            member_id = self.replace_static(g, &old, &p.client_id);
+            static_rejoin = true;
+        } else if member_id.is_empty() {
+            member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
+            if p.require_known_member_id && p.group_instance_id.is_none() {
+                g.pending_ids.insert(member_id.clone());
+                return Err(JoinResult::error(
+                    ResponseError::MemberIdRequired,
+                    &member_id,
+                ));
+            }
+        } else if !is_new && !g.members.contains_key(&member_id) {
+            return Err(JoinResult::error(
+                ResponseError::UnknownMemberId,
+                &member_id,
+            ));
+        }
+        g.pending_ids.remove(&member_id);
+        Ok((member_id, static_rejoin))
     }
 
     /// Moves a static member to a new member id; the old id is fenced.
@@ -1101,6 +1057,86 @@ fn fenced(g: &Group, member_id: &str, instance: Option<&str>) -> Option<Response
         .values()
         .find(|m| m.group_instance_id.as_deref() == Some(instance))?;
     (owner.member_id != member_id).then_some(ResponseError::FencedInstanceId)
+}
+
+/// A JoinGroup's own fields: a group id, a session timeout in bounds,
+/// and at least one protocol.
+fn check_join(p: &JoinParams) -> Result<(), ResponseError> {
+    if p.group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    if p.session_timeout_ms < MIN_SESSION_TIMEOUT_MS
+        || p.session_timeout_ms > MAX_SESSION_TIMEOUT_MS
+    {
+        return Err(ResponseError::InvalidSessionTimeout);
+    }
+    if p.protocol_type.is_empty() || p.protocols.is_empty() {
+        return Err(ResponseError::InconsistentGroupProtocol);
+    }
+    Ok(())
+}
+
+/// Whether a joining member can share the group's protocol: the same
+/// protocol type, and one protocol every other member supports.
+fn protocols_fit(g: &Group, p: &JoinParams) -> bool {
+    if g.members.is_empty() {
+        return true;
+    }
+    g.protocol_type == p.protocol_type
+        && p.protocols.iter().any(|(name, _)| {
+            g.members
+                .values()
+                .filter(|m| m.member_id != p.member_id)
+                .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+        })
+}
+
+/// Records a joining member's protocols and timeouts (adding it if new),
+/// with `waiter` to answer its join; true when its protocols changed (or
+/// it is new), which needs a rebalance.
+fn upsert_member(
+    g: &mut Group,
+    member_id: &str,
+    p: &JoinParams,
+    waiter: oneshot::Sender<JoinResult>,
+) -> bool {
+    let protocols: Vec<(String, Vec<u8>)> = p
+        .protocols
+        .iter()
+        .map(|(n, m)| (n.clone(), m.to_vec()))
+        .collect();
+    match g.members.get_mut(member_id) {
+        Some(m) => {
+            let changed = m.protocols != protocols;
+            m.protocols = protocols;
+            m.session_timeout_ms = p.session_timeout_ms;
+            m.rebalance_timeout_ms = p.rebalance_timeout_ms;
+            m.last_seen = Instant::now();
+            if let Some(old) = m.join_waiter.replace(waiter) {
+                let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, member_id));
+            }
+            changed
+        }
+        None => {
+            g.members.insert(
+                member_id.to_owned(),
+                Member {
+                    member_id: member_id.to_owned(),
+                    group_instance_id: p.group_instance_id.clone(),
+                    client_id: p.client_id.clone(),
+                    client_host: p.client_host.clone(),
+                    session_timeout_ms: p.session_timeout_ms,
+                    rebalance_timeout_ms: p.rebalance_timeout_ms,
+                    protocols,
+                    assignment: Vec::new(),
+                    last_seen: Instant::now(),
+                    join_waiter: Some(waiter),
+                    sync_waiter: None,
+                },
+            );
+            true
+        }
+    }
 }
 
 /// The first protocol (in the members' own preference order) that every

@@ -58,6 +58,30 @@ pub struct PendingBatch {
     pub dead_letters: Option<Arc<DeadLetters>>,
 }
 
+impl PendingBatch {
+    /// The batch's row in the offset index, stored at `pos` in its segment.
+    fn index_entry(&self, pos: i64, producer: Option<ProducerUpdate>) -> NewBatch {
+        NewBatch {
+            topic_id: self.topic_id,
+            partition: self.partition,
+            // From the last offset delta, not the record count: a batch
+            // with records taken out keeps the offsets of those records
+            // unused.
+            offsets: self.header.offset_span(),
+            // A batch left without records has no timestamp to be found by
+            // (ListOffsets, retention).
+            max_timestamp: if self.header.record_count == 0 {
+                -1
+            } else {
+                self.header.max_timestamp
+            },
+            pos,
+            len: self.bytes.len() as i64,
+            producer,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOutcome {
     Appended {
@@ -214,6 +238,24 @@ fn committed_state(shared: &Shared, key: &ProducerKey) -> Option<ProducerPartiti
     shared.committed.lock().ok()?.get(key).cloned()
 }
 
+impl From<Appended> for BatchOutcome {
+    fn from(a: Appended) -> BatchOutcome {
+        match a {
+            Appended::Ok {
+                base_offset,
+                log_start,
+            } => BatchOutcome::Appended {
+                base_offset,
+                log_start,
+            },
+            Appended::UnknownPartition => BatchOutcome::Failed {
+                error: ResponseError::UnknownTopicOrPartition,
+                message: "the topic or partition was deleted".into(),
+            },
+        }
+    }
+}
+
 impl Preparer {
     async fn run(
         mut self,
@@ -324,7 +366,10 @@ impl Preparer {
         Check::Accept(Some(update))
     }
 
-    async fn prepare(&mut self, jobs: Vec<AppendJob>) -> Prepared {
+    /// Forgets speculative producer state that may be wrong: all of it
+    /// after a failed flush, and what has no batch in flight here after
+    /// partitions moved between brokers.
+    fn forget_stale_states(&mut self) {
         let failures = self.shared.failures.load(Ordering::Acquire);
         if failures != self.epoch {
             // A flush failed: forget what it would have changed.
@@ -346,6 +391,67 @@ impl Preparer {
                 c.clear();
             }
         }
+    }
+
+    /// Decides an idempotent batch against its producer's state: accepted
+    /// (recording its sequence range as in flight), a duplicate of a stored
+    /// or in-flight batch, or rejected. A sequence that looks out of order
+    /// is checked again against the store, which another broker may have
+    /// written since the state was cached here.
+    async fn check_idempotent(&mut self, b: &PendingBatch) -> Check {
+        let key = (b.header.producer_id, b.topic_id, b.partition);
+        let state = self.producer_state(key).await;
+        let mut check = Self::check(state.as_ref(), &b.header);
+        if let Check::Reject(ResponseError::OutOfOrderSequenceNumber, _) = check
+            && !state
+                .as_ref()
+                .is_some_and(|s| s.recent.iter().any(|&(_, _, base)| base < 0))
+            && let Ok(fresh) = self.meta.producer_state(key.0, key.1, key.2).await
+            && fresh != state
+        {
+            // Another broker stored batches of this producer
+            // after its state was cached here.
+            match &fresh {
+                Some(f) => {
+                    self.speculative.insert(key, f.clone());
+                    if let Ok(mut c) = self.shared.committed.lock() {
+                        c.insert(key, f.clone());
+                    }
+                }
+                None => {
+                    self.speculative.remove(&key);
+                }
+            }
+            check = Self::check(fresh.as_ref(), &b.header);
+        }
+        if let Check::Duplicate(-1) = check {
+            // A retry of a batch whose commit may have finished since.
+            let first = b.header.base_sequence;
+            if let Some(base) = committed_state(&self.shared, &key)
+                .and_then(|s| s.recent.iter().find(|e| e.0 == first).map(|e| e.2))
+            {
+                check = Check::Duplicate(base);
+            }
+        }
+        if let Check::Accept(Some(u)) = &check {
+            let s = self.speculative.entry(key).or_default();
+            if s.epoch != u.epoch {
+                s.recent.clear();
+            }
+            s.epoch = u.epoch;
+            s.recent.push((u.first_seq, u.last_seq, -1));
+            if s.recent.len() > PRODUCER_RECENT_BATCHES {
+                s.recent.remove(0);
+            }
+        }
+        check
+    }
+
+    /// Stage one of a flush: decides each batch of `jobs` (idempotence),
+    /// lays the accepted ones end to end in one segment and writes it to
+    /// the object store. Nothing is visible until the commit indexes it.
+    async fn prepare(&mut self, jobs: Vec<AppendJob>) -> Prepared {
+        self.forget_stale_states();
         let mut outcomes: Vec<Vec<Option<BatchOutcome>>> =
             jobs.iter().map(|j| vec![None; j.batches.len()]).collect();
         let mut segment = BytesMut::new();
@@ -356,52 +462,7 @@ impl Preparer {
         for (j, job) in jobs.iter().enumerate() {
             for (i, b) in job.batches.iter().enumerate() {
                 let check = if b.header.is_idempotent() {
-                    let key = (b.header.producer_id, b.topic_id, b.partition);
-                    let state = self.producer_state(key).await;
-                    let mut check = Self::check(state.as_ref(), &b.header);
-                    if let Check::Reject(ResponseError::OutOfOrderSequenceNumber, _) = check
-                        && !state
-                            .as_ref()
-                            .is_some_and(|s| s.recent.iter().any(|&(_, _, base)| base < 0))
-                        && let Ok(fresh) = self.meta.producer_state(key.0, key.1, key.2).await
-                        && fresh != state
-                    {
-                        // Another broker stored batches of this producer
-                        // after its state was cached here.
-                        match &fresh {
-                            Some(f) => {
-                                self.speculative.insert(key, f.clone());
-                                if let Ok(mut c) = self.shared.committed.lock() {
-                                    c.insert(key, f.clone());
-                                }
-                            }
-                            None => {
-                                self.speculative.remove(&key);
-                            }
-                        }
-                        check = Self::check(fresh.as_ref(), &b.header);
-                    }
-                    if let Check::Duplicate(-1) = check {
-                        // A retry of a batch whose commit may have finished since.
-                        let first = b.header.base_sequence;
-                        if let Some(base) = committed_state(&self.shared, &key)
-                            .and_then(|s| s.recent.iter().find(|e| e.0 == first).map(|e| e.2))
-                        {
-                            check = Check::Duplicate(base);
-                        }
-                    }
-                    if let Check::Accept(Some(u)) = &check {
-                        let s = self.speculative.entry(key).or_default();
-                        if s.epoch != u.epoch {
-                            s.recent.clear();
-                        }
-                        s.epoch = u.epoch;
-                        s.recent.push((u.first_seq, u.last_seq, -1));
-                        if s.recent.len() > PRODUCER_RECENT_BATCHES {
-                            s.recent.remove(0);
-                        }
-                    }
-                    check
+                    self.check_idempotent(b).await
                 } else {
                     Check::Accept(None)
                 };
@@ -410,24 +471,7 @@ impl Preparer {
                         if let Some(letters) = &b.dead_letters {
                             dead.push((index.len(), letters.clone()));
                         }
-                        index.push(NewBatch {
-                            topic_id: b.topic_id,
-                            partition: b.partition,
-                            // From the last offset delta, not the record
-                            // count: a batch with records taken out keeps
-                            // the offsets of those records unused.
-                            offsets: b.header.offset_span(),
-                            // A batch left without records has no timestamp
-                            // to be found by (ListOffsets, retention).
-                            max_timestamp: if b.header.record_count == 0 {
-                                -1
-                            } else {
-                                b.header.max_timestamp
-                            },
-                            pos: segment.len() as i64,
-                            len: b.bytes.len() as i64,
-                            producer,
-                        });
+                        index.push(b.index_entry(segment.len() as i64, producer));
                         segment.extend_from_slice(&b.bytes);
                         slots.push((j, i));
                     }
@@ -540,6 +584,27 @@ impl Committer {
         Ok((appended, states))
     }
 
+    /// The committed states of the producers of `index`'s batches, which
+    /// the metadata transaction checks its sequences against.
+    fn committed_states(&self, index: &[NewBatch]) -> ProducerStates {
+        let c = self
+            .shared
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        index
+            .iter()
+            .filter_map(|b| {
+                let p = b.producer.as_ref()?;
+                let k = (p.producer_id, b.topic_id, b.partition);
+                c.get(&k).map(|s| (k, s.clone()))
+            })
+            .collect()
+    }
+
+    /// Commits one prepared flush (unless an earlier one failed after it
+    /// was prepared, or its segment write failed), then answers every
+    /// batch of its jobs: its offsets, or the error to retry on.
     async fn commit(&self, p: Prepared) {
         let Prepared {
             epoch,
@@ -560,21 +625,7 @@ impl Committer {
                 match write {
                     Err(e) => Err(e),
                     Ok(loc) => {
-                        let committed: ProducerStates = {
-                            let c = self
-                                .shared
-                                .committed
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner());
-                            index
-                                .iter()
-                                .filter_map(|b| {
-                                    let p = b.producer.as_ref()?;
-                                    let k = (p.producer_id, b.topic_id, b.partition);
-                                    c.get(&k).map(|s| (k, s.clone()))
-                                })
-                                .collect()
-                        };
+                        let committed = self.committed_states(&index);
                         self.index_flush(&loc, &index, &committed, &dead).await
                     }
                 }
@@ -600,19 +651,7 @@ impl Committer {
                         }
                     }
                     for (&(j, i), a) in slots.iter().zip(appended) {
-                        outcomes[j][i] = Some(match a {
-                            Appended::Ok {
-                                base_offset,
-                                log_start,
-                            } => BatchOutcome::Appended {
-                                base_offset,
-                                log_start,
-                            },
-                            Appended::UnknownPartition => BatchOutcome::Failed {
-                                error: ResponseError::UnknownTopicOrPartition,
-                                message: "the topic or partition was deleted".into(),
-                            },
-                        });
+                        outcomes[j][i] = Some(BatchOutcome::from(a));
                     }
                     if let Ok(mut c) = self.shared.committed.lock() {
                         c.extend(states);

@@ -27,13 +27,14 @@ fn disabled() -> KafkaError {
     )
 }
 
-/// `allowed`: the caller may ALTER the cluster.
+/// CreateAcls: needs ALTER on the cluster.
 pub async fn create(
     broker: &Broker,
     ctx: &ConnContext,
-    allowed: bool,
     req: CreateAclsRequest,
+    _version: i16,
 ) -> CreateAclsResponse {
+    let allowed = ctx.may_on_cluster(broker, Operation::Alter).await;
     let principal = &*ctx.principal();
     let mut resp = CreateAclsResponse::default();
     for c in req.creations {
@@ -115,8 +116,20 @@ async fn matching(broker: &Broker, f: &Filter) -> Result<Vec<Acl>, KafkaError> {
     Ok(all.iter().filter(|a| f.matches(a)).cloned().collect())
 }
 
-pub async fn describe(broker: &Broker, req: DescribeAclsRequest) -> DescribeAclsResponse {
+/// DescribeAcls: needs DESCRIBE on the cluster.
+pub async fn describe(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: DescribeAclsRequest,
+    _version: i16,
+) -> DescribeAclsResponse {
     let mut resp = DescribeAclsResponse::default();
+    if !ctx.may_on_cluster(broker, Operation::Describe).await {
+        let e = cluster_refused(ctx, Operation::Describe);
+        resp.error_code = e.code.code();
+        resp.error_message = Some(str_bytes(e.message));
+        return resp;
+    }
     let found = filter_of(
         req.resource_type_filter,
         req.resource_name_filter.as_deref(),
@@ -164,13 +177,14 @@ pub async fn describe(broker: &Broker, req: DescribeAclsRequest) -> DescribeAcls
     resp
 }
 
-/// `allowed`: the caller may ALTER the cluster.
+/// DeleteAcls: needs ALTER on the cluster.
 pub async fn delete(
     broker: &Broker,
     ctx: &ConnContext,
-    allowed: bool,
     req: DeleteAclsRequest,
+    _version: i16,
 ) -> DeleteAclsResponse {
+    let allowed = ctx.may_on_cluster(broker, Operation::Alter).await;
     let mut resp = DeleteAclsResponse::default();
     let principal = ctx.principal();
     for f in req.filters {

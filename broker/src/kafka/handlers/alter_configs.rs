@@ -85,6 +85,7 @@ pub async fn handle_incremental(
     broker: &Broker,
     ctx: &ConnContext,
     req: IncrementalAlterConfigsRequest,
+    _version: i16,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut resp = IncrementalAlterConfigsResponse::default();
@@ -161,6 +162,7 @@ pub async fn handle_legacy(
     broker: &Broker,
     ctx: &ConnContext,
     req: AlterConfigsRequest,
+    _version: i16,
 ) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut resp = AlterConfigsResponse::default();

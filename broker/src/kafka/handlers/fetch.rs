@@ -6,17 +6,21 @@
 //! with Apache Kafka. Size limits follow KIP-74: the first batch is always
 //! returned even if it is larger than the limits, so consumers make progress.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
+use super::{Pending, respond};
 use crate::common::KafkaError;
+use crate::kafka::codec::{CodecError, RequestFrame};
 use crate::kafka::session::ConnContext;
 use crate::log::read;
-use crate::node::state::Broker;
+use crate::node::state::{Broker, SharedBroker};
 use crate::policy::purposes::Purpose;
 use crate::security::acl::{Operation, ResourceType};
 use crate::store::meta::TopicRecord;
@@ -27,6 +31,29 @@ static NO_GRANTS: std::sync::LazyLock<std::sync::Arc<crate::security::grants::Gr
 
 /// Longest wait honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Fetch, with the byte cap and throttling of the client's quota.
+pub(super) fn start(
+    broker: SharedBroker,
+    ctx: Arc<ConnContext>,
+    req: RequestFrame,
+) -> Result<Pending, CodecError> {
+    let mut body: FetchRequest = req.decode()?;
+    Ok(async move {
+        let client_id = req.header.client_id.as_deref().unwrap_or("");
+        if let Some(cap) = broker
+            .quotas
+            .max_fetch_bytes(&ctx.principal(), client_id)
+            .await
+        {
+            body.max_bytes = body.max_bytes.min(cap);
+        }
+        let mut resp = handle(&broker, body, &ctx, client_id).await;
+        apply_quota(&broker, &ctx, client_id, &mut resp).await;
+        respond(&req, &resp)
+    }
+    .boxed())
+}
 
 pub async fn handle(
     broker: &Broker,

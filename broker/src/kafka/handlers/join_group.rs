@@ -4,9 +4,40 @@
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use super::str_bytes;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
+
+use super::{Pending, may_join, respond, str_bytes};
 use crate::coordinator::groups::JoinParams;
-use crate::node::state::Broker;
+use crate::kafka::codec::{CodecError, RequestFrame};
+use crate::kafka::session::ConnContext;
+use crate::node::state::{Broker, SharedBroker};
+
+/// JoinGroup, with READ on the group required; members are reported by
+/// client id and host.
+pub(super) fn start(
+    broker: SharedBroker,
+    ctx: Arc<ConnContext>,
+    req: RequestFrame,
+) -> Result<Pending, CodecError> {
+    let body: JoinGroupRequest = req.decode()?;
+    let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+    // Kafka reports client hosts as "/ADDRESS".
+    let host = format!("/{}", ctx.peer.ip());
+    Ok(async move {
+        if !may_join(&broker, &ctx, &body.group_id).await {
+            let mut resp = JoinGroupResponse::default();
+            resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+            resp.generation_id = -1;
+            return respond(&req, &resp);
+        }
+        let resp = handle(&broker, body, req.version, client_id, host).await;
+        respond(&req, &resp)
+    }
+    .boxed())
+}
 
 pub async fn handle(
     broker: &Broker,

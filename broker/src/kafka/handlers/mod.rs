@@ -58,16 +58,20 @@ fn respond<R: Encodable + HeaderVersion>(
     encode_response(req.correlation_id(), req.version, r).map(Some)
 }
 
-/// Wraps an async handler `f(broker, ctx, request_body, version)` into a
-/// pending response; handlers authorize the request through `ctx`.
+/// Wraps an async handler `f(broker, ctx, request_body, version)` (the
+/// module's `handle`, or the named function) into a pending response;
+/// handlers authorize the request through `ctx`.
 macro_rules! checked {
-    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {{
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident, $ty:ty) => {
+        checked!($broker, $ctx, $req, $module::handle, $ty)
+    };
+    ($broker:expr, $ctx:expr, $req:expr, $module:ident :: $f:ident, $ty:ty) => {{
         let body: $ty = $req.decode()?;
         let broker = $broker;
         let ctx = $ctx;
         let req = $req;
         async move {
-            let resp = $module::handle(&broker, &ctx, body, req.version).await;
+            let resp = $module::$f(&broker, &ctx, body, req.version).await;
             respond(&req, &resp)
         }
         .boxed()
@@ -140,23 +144,7 @@ pub async fn start(
             async move { out }.boxed()
         }
         ApiKey::Metadata => with_ctx!(broker, ctx, req, metadata, m::MetadataRequest),
-        ApiKey::Fetch => {
-            let mut body: m::FetchRequest = req.decode()?;
-            async move {
-                let client_id = req.header.client_id.as_deref().unwrap_or("");
-                if let Some(cap) = broker
-                    .quotas
-                    .max_fetch_bytes(&ctx.principal(), client_id)
-                    .await
-                {
-                    body.max_bytes = body.max_bytes.min(cap);
-                }
-                let mut resp = fetch::handle(&broker, body, &ctx, client_id).await;
-                fetch::apply_quota(&broker, &ctx, client_id, &mut resp).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
+        ApiKey::Fetch => fetch::start(broker, ctx, req)?,
         ApiKey::ListOffsets => checked!(broker, ctx, req, list_offsets, m::ListOffsetsRequest),
         ApiKey::CreateTopics => checked!(broker, ctx, req, create_topics, m::CreateTopicsRequest),
         ApiKey::DeleteTopics => checked!(broker, ctx, req, delete_topics, m::DeleteTopicsRequest),
@@ -191,22 +179,20 @@ pub async fn start(
                 m::DescribeConfigsRequest
             )
         }
-        ApiKey::IncrementalAlterConfigs => {
-            let body: m::IncrementalAlterConfigsRequest = req.decode()?;
-            async move {
-                let resp = alter_configs::handle_incremental(&broker, &ctx, body).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
-        ApiKey::AlterConfigs => {
-            let body: m::AlterConfigsRequest = req.decode()?;
-            async move {
-                let resp = alter_configs::handle_legacy(&broker, &ctx, body).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
+        ApiKey::IncrementalAlterConfigs => checked!(
+            broker,
+            ctx,
+            req,
+            alter_configs::handle_incremental,
+            m::IncrementalAlterConfigsRequest
+        ),
+        ApiKey::AlterConfigs => checked!(
+            broker,
+            ctx,
+            req,
+            alter_configs::handle_legacy,
+            m::AlterConfigsRequest
+        ),
         ApiKey::FindCoordinator => {
             with_ctx!(
                 broker,
@@ -216,23 +202,7 @@ pub async fn start(
                 m::FindCoordinatorRequest
             )
         }
-        ApiKey::JoinGroup => {
-            let body: m::JoinGroupRequest = req.decode()?;
-            let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
-            // Kafka reports client hosts as "/ADDRESS".
-            let host = format!("/{}", ctx.peer.ip());
-            async move {
-                if !may_join(&broker, &ctx, &body.group_id).await {
-                    let mut resp = m::JoinGroupResponse::default();
-                    resp.error_code = ResponseError::GroupAuthorizationFailed.code();
-                    resp.generation_id = -1;
-                    return respond(&req, &resp);
-                }
-                let resp = join_group::handle(&broker, body, req.version, client_id, host).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
+        ApiKey::JoinGroup => join_group::start(broker, ctx, req)?,
         ApiKey::SyncGroup => group_member!(
             broker,
             ctx,
@@ -283,65 +253,23 @@ pub async fn start(
                 m::DescribeLogDirsRequest
             )
         }
-        ApiKey::DescribeUserScramCredentials => {
-            let body: m::DescribeUserScramCredentialsRequest = req.decode()?;
-            async move {
-                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
-                    scram_credentials::describe(&broker, body).await
-                } else {
-                    let e = cluster_refused(&ctx, Operation::Describe);
-                    let mut resp = m::DescribeUserScramCredentialsResponse::default();
-                    resp.error_code = e.code.code();
-                    resp.error_message = Some(str_bytes(e.message));
-                    resp
-                };
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
-        ApiKey::AlterUserScramCredentials => {
-            let body: m::AlterUserScramCredentialsRequest = req.decode()?;
-            async move {
-                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
-                let resp = scram_credentials::alter(&broker, &ctx, allowed, body).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
-        ApiKey::DescribeAcls => {
-            let body: m::DescribeAclsRequest = req.decode()?;
-            async move {
-                let resp = if ctx.may_on_cluster(&broker, Operation::Describe).await {
-                    acls::describe(&broker, body).await
-                } else {
-                    let e = cluster_refused(&ctx, Operation::Describe);
-                    let mut resp = m::DescribeAclsResponse::default();
-                    resp.error_code = e.code.code();
-                    resp.error_message = Some(str_bytes(e.message));
-                    resp
-                };
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
-        ApiKey::CreateAcls => {
-            let body: m::CreateAclsRequest = req.decode()?;
-            async move {
-                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
-                let resp = acls::create(&broker, &ctx, allowed, body).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
-        ApiKey::DeleteAcls => {
-            let body: m::DeleteAclsRequest = req.decode()?;
-            async move {
-                let allowed = ctx.may_on_cluster(&broker, Operation::Alter).await;
-                let resp = acls::delete(&broker, &ctx, allowed, body).await;
-                respond(&req, &resp)
-            }
-            .boxed()
-        }
+        ApiKey::DescribeUserScramCredentials => checked!(
+            broker,
+            ctx,
+            req,
+            scram_credentials::describe,
+            m::DescribeUserScramCredentialsRequest
+        ),
+        ApiKey::AlterUserScramCredentials => checked!(
+            broker,
+            ctx,
+            req,
+            scram_credentials::alter,
+            m::AlterUserScramCredentialsRequest
+        ),
+        ApiKey::DescribeAcls => checked!(broker, ctx, req, acls::describe, m::DescribeAclsRequest),
+        ApiKey::CreateAcls => checked!(broker, ctx, req, acls::create, m::CreateAclsRequest),
+        ApiKey::DeleteAcls => checked!(broker, ctx, req, acls::delete, m::DeleteAclsRequest),
         ApiKey::ElectLeaders => checked!(broker, ctx, req, elect_leaders, m::ElectLeadersRequest),
         ApiKey::DescribeProducers => {
             checked!(
@@ -381,8 +309,6 @@ pub async fn start(
         }
     })
 }
-
-use crate::security::acl::Operation;
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -30,7 +31,7 @@ async fn lookup(
     broker: &Broker,
     ctx: &ConnContext,
     group: &str,
-    wanted: Option<Vec<(String, Vec<i32>)>>,
+    wanted: Wanted,
 ) -> Result<Vec<Found>, i16> {
     if !ctx
         .may(broker, Operation::Describe, ResourceType::Group, group)
@@ -93,100 +94,124 @@ pub async fn handle(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
+        let mut resp = OffsetFetchResponse::default();
         for g in req.groups {
-            let mut gr = OffsetFetchResponseGroup::default();
-            gr.group_id = g.group_id.clone();
-            let wanted = g.topics.clone().map(|ts| {
-                ts.into_iter()
-                    .map(|t| (t.name.to_string(), t.partition_indexes))
-                    .collect()
-            });
-            match lookup(broker, ctx, &g.group_id, wanted).await {
-                Err(code) => gr.error_code = code,
-                Ok(found) => {
-                    for (topic, parts) in found {
-                        let mut tr = OffsetFetchResponseTopics::default();
-                        tr.name = TopicName(str_bytes(topic));
-                        let Some(parts) = parts else {
-                            // Asked for by name, refused; listed all: left out.
-                            if let Some(t) = g
-                                .topics
-                                .as_ref()
-                                .and_then(|ts| ts.iter().find(|t| t.name == tr.name))
-                            {
-                                for p in &t.partition_indexes {
-                                    let mut pr = OffsetFetchResponsePartitions::default();
-                                    pr.partition_index = *p;
-                                    pr.committed_offset = -1;
-                                    pr.error_code = ResponseError::TopicAuthorizationFailed.code();
-                                    tr.partitions.push(pr);
-                                }
-                                gr.topics.push(tr);
-                            }
-                            continue;
-                        };
-                        for (p, o) in parts {
-                            let mut pr = OffsetFetchResponsePartitions::default();
-                            pr.partition_index = p;
-                            pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
-                            pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
-                            pr.metadata =
-                                Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
-                            tr.partitions.push(pr);
-                        }
-                        gr.topics.push(tr);
-                    }
-                }
-            }
-            resp.groups.push(gr);
+            resp.groups.push(fetch_group(broker, ctx, g).await);
         }
         return resp;
     }
-    let wanted = req.topics.clone().map(|ts| {
-        ts.into_iter()
-            .map(|t| (t.name.to_string(), t.partition_indexes))
-            .collect()
+    fetch_one_group(broker, ctx, req, version).await
+}
+
+/// The names and partitions a request asks for (`None`: every committed one).
+fn wanted<T>(topics: Option<&Vec<T>>, of: impl Fn(&T) -> (String, Vec<i32>)) -> Wanted {
+    topics.map(|ts| ts.iter().map(of).collect())
+}
+
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+
+/// One group of a v8+ request.
+async fn fetch_group(
+    broker: &Broker,
+    ctx: &ConnContext,
+    g: OffsetFetchRequestGroup,
+) -> OffsetFetchResponseGroup {
+    let mut gr = OffsetFetchResponseGroup::default();
+    gr.group_id = g.group_id.clone();
+    let asked = wanted(g.topics.as_ref(), |t| {
+        (t.name.to_string(), t.partition_indexes.clone())
     });
-    match lookup(broker, ctx, &req.group_id, wanted).await {
+    let found = match lookup(broker, ctx, &g.group_id, asked).await {
+        Err(code) => {
+            gr.error_code = code;
+            return gr;
+        }
+        Ok(found) => found,
+    };
+    for (topic, parts) in found {
+        let mut tr = OffsetFetchResponseTopics::default();
+        tr.name = TopicName(str_bytes(topic));
+        let Some(parts) = parts else {
+            // Asked for by name, refused; listed all: left out.
+            if let Some(t) = g
+                .topics
+                .as_ref()
+                .and_then(|ts| ts.iter().find(|t| t.name == tr.name))
+            {
+                for p in &t.partition_indexes {
+                    let mut pr = OffsetFetchResponsePartitions::default();
+                    pr.partition_index = *p;
+                    pr.committed_offset = -1;
+                    pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    tr.partitions.push(pr);
+                }
+                gr.topics.push(tr);
+            }
+            continue;
+        };
+        for (p, o) in parts {
+            let mut pr = OffsetFetchResponsePartitions::default();
+            pr.partition_index = p;
+            pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
+            pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
+            pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+            tr.partitions.push(pr);
+        }
+        gr.topics.push(tr);
+    }
+    gr
+}
+
+/// A v0–7 request: one group.
+async fn fetch_one_group(
+    broker: &Broker,
+    ctx: &ConnContext,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let mut resp = OffsetFetchResponse::default();
+    let asked = wanted(req.topics.as_ref(), |t| {
+        (t.name.to_string(), t.partition_indexes.clone())
+    });
+    let found = match lookup(broker, ctx, &req.group_id, asked).await {
         Err(code) => {
             if version >= 2 {
                 resp.error_code = code;
             }
+            return resp;
         }
-        Ok(found) => {
-            for (topic, parts) in found {
-                let mut tr = OffsetFetchResponseTopic::default();
-                tr.name = TopicName(str_bytes(topic));
-                let Some(parts) = parts else {
-                    if let Some(ts) = &req.topics
-                        && let Some(t) = ts.iter().find(|t| t.name == tr.name)
-                    {
-                        for p in &t.partition_indexes {
-                            let mut pr = OffsetFetchResponsePartition::default();
-                            pr.partition_index = *p;
-                            pr.committed_offset = -1;
-                            pr.error_code = ResponseError::TopicAuthorizationFailed.code();
-                            tr.partitions.push(pr);
-                        }
-                        resp.topics.push(tr);
-                    }
-                    continue;
-                };
-                for (p, o) in parts {
+        Ok(found) => found,
+    };
+    for (topic, parts) in found {
+        let mut tr = OffsetFetchResponseTopic::default();
+        tr.name = TopicName(str_bytes(topic));
+        let Some(parts) = parts else {
+            if let Some(ts) = &req.topics
+                && let Some(t) = ts.iter().find(|t| t.name == tr.name)
+            {
+                for p in &t.partition_indexes {
                     let mut pr = OffsetFetchResponsePartition::default();
-                    pr.partition_index = p;
-                    pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
-                    if version >= 5 {
-                        pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
-                    }
-                    pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+                    pr.partition_index = *p;
+                    pr.committed_offset = -1;
+                    pr.error_code = ResponseError::TopicAuthorizationFailed.code();
                     tr.partitions.push(pr);
                 }
                 resp.topics.push(tr);
             }
+            continue;
+        };
+        for (p, o) in parts {
+            let mut pr = OffsetFetchResponsePartition::default();
+            pr.partition_index = p;
+            pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
+            if version >= 5 {
+                pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
+            }
+            pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+            tr.partitions.push(pr);
         }
+        resp.topics.push(tr);
     }
     resp
 }

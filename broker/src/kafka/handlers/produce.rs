@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::{Pending, respond, str_bytes};
 use crate::common::{KafkaError, validate_topic_name};
@@ -72,6 +73,10 @@ pub fn start(
     async move { run(broker, &ctx, req, body, previous, queued).await }.boxed()
 }
 
+/// The produce path of one request: check every partition's record set
+/// ([`check_partition`]), wait for the connection's previous produce to
+/// queue, queue this one's batches for group commit, wait for the commit,
+/// then account the request against the client's quota and answer.
 async fn run(
     broker: SharedBroker,
     ctx: &ConnContext,
@@ -82,132 +87,29 @@ async fn run(
 ) -> Result<Option<bytes::Bytes>, crate::kafka::codec::CodecError> {
     let received = std::time::Instant::now();
     let acks = body.acks;
-    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Part>)> = Vec::new();
+    let mut topics: Vec<(TopicName, Vec<Part>)> = Vec::new();
     let mut job: Vec<PendingBatch> = Vec::new();
 
     if body.transactional_id.is_some() {
-        for t in body.topic_data {
-            let parts = t
-                .partition_data
-                .iter()
-                .map(|p| {
-                    Part::Done(failed(
-                        p.index,
-                        KafkaError::new(
-                            ResponseError::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported by this broker",
-                        ),
-                    ))
-                })
-                .collect();
-            topics.push((t.name, parts));
-        }
+        topics = refuse_transactional(body.topic_data);
     } else {
         for t in body.topic_data {
             let name = t.name.to_string();
-            let topic = match validate_topic_name(&name) {
-                Err(e) => Err(e),
-                Ok(())
-                    if !ctx
-                        .may(&broker, Operation::Write, ResourceType::Topic, &name)
-                        .await =>
-                {
-                    Err(KafkaError::new(
-                        ResponseError::TopicAuthorizationFailed,
-                        format!("{} may not write to topic '{name}'", ctx.principal()),
-                    ))
-                }
-                // As in Kafka, topics are auto-created by Metadata requests, not by Produce.
-                Ok(()) => broker.topic(&name).await,
-            };
+            let topic = writable_topic(&broker, ctx, &name).await;
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
-                let topic = match &topic {
-                    Err(e) => {
-                        parts.push(Part::Done(failed(p.index, e.clone())));
-                        continue;
-                    }
-                    Ok(None) => {
-                        parts.push(Part::Done(failed(
-                            p.index,
-                            KafkaError::new(
-                                ResponseError::UnknownTopicOrPartition,
-                                format!("topic '{name}' does not exist"),
-                            ),
-                        )));
-                        continue;
-                    }
-                    Ok(Some(t)) => t,
-                };
-                if p.index < 0 || p.index >= topic.partitions {
-                    parts.push(Part::Done(failed(
+                let part = match &topic {
+                    Err(e) => Part::Done(failed(p.index, e.clone())),
+                    Ok(None) => Part::Done(failed(
                         p.index,
                         KafkaError::new(
                             ResponseError::UnknownTopicOrPartition,
-                            format!(
-                                "topic '{name}' has {} partitions; partition {} does not exist",
-                                topic.partitions, p.index
-                            ),
+                            format!("topic '{name}' does not exist"),
                         ),
-                    )));
-                    continue;
-                }
-                let records = p.records.unwrap_or_default();
-                match batch::split_and_check(&records, topic.config.max_message_bytes()) {
-                    Err(e) => {
-                        metrics::counter!("sluice_produce_rejected_batches_total", "reason" => format!("{:?}", e.kafka_error())).increment(1);
-                        tracing::info!(topic = %name, partition = p.index, error = %e, "rejected record set");
-                        parts.push(Part::Done(failed(
-                            p.index,
-                            KafkaError::new(e.kafka_error(), e.to_string()),
-                        )));
-                    }
-                    Ok(batches) => {
-                        let batches = match validate(&broker, topic, p.index, batches).await {
-                            Ok(batches) => batches,
-                            Err(p) => {
-                                parts.push(Part::Done(p));
-                                continue;
-                            }
-                        };
-                        let bytes: usize = batches.iter().map(|(b, _)| b.bytes.len()).sum();
-                        let records: i64 = batches
-                            .iter()
-                            .map(|(b, _)| b.header.record_count as i64)
-                            .sum();
-                        metrics::counter!("sluice_produce_bytes_total", "topic" => name.clone())
-                            .increment(bytes as u64);
-                        metrics::counter!("sluice_produce_records_total", "topic" => name.clone())
-                            .increment(records as u64);
-                        if batches
-                            .iter()
-                            .any(|(b, _)| b.header.is_transactional() || b.header.is_control())
-                        {
-                            parts.push(Part::Done(failed(
-                                p.index,
-                                KafkaError::new(
-                                    ResponseError::InvalidRecord,
-                                    "transactional and control batches are not supported",
-                                ),
-                            )));
-                            continue;
-                        }
-                        let first = job.len();
-                        let count = batches.len();
-                        job.extend(batches.into_iter().map(|(b, dead_letters)| PendingBatch {
-                            topic_id: topic.id,
-                            partition: p.index,
-                            header: b.header,
-                            bytes: b.bytes,
-                            dead_letters,
-                        }));
-                        parts.push(Part::Queued {
-                            index: p.index,
-                            first,
-                            count,
-                        });
-                    }
-                }
+                    )),
+                    Ok(Some(topic)) => check_partition(&broker, &name, topic, p, &mut job).await,
+                };
+                parts.push(part);
             }
             topics.push((t.name, parts));
         }
@@ -224,48 +126,173 @@ async fn run(
     };
     let _ = queued.send(());
 
+    let outcomes = match ticket {
+        Some(t) => t.wait().await,
+        None => Vec::new(),
+    };
+    metrics::histogram!("sluice_produce_latency_seconds").record(received.elapsed().as_secs_f64());
+    // Kafka measures a producer's byte rate by request size, after the
+    // append; over the quota, the answer carries the throttle time and
+    // the connection is not read for that long.
+    let client_id = req.header.client_id.as_deref().unwrap_or("");
+    let (throttle, _) = broker
+        .quotas
+        .record(
+            crate::policy::quotas::Kind::Produce,
+            &ctx.principal(),
+            client_id,
+            req.body.len(),
+        )
+        .await;
+    ctx.throttle(throttle);
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut resp = answer(topics, &outcomes);
+    resp.throttle_time_ms = throttle;
+    respond(&req, &resp)
+}
+
+/// The response: each partition's own error, or the outcome of its
+/// batches in the submitted job.
+fn answer(topics: Vec<(TopicName, Vec<Part>)>, outcomes: &[BatchOutcome]) -> ProduceResponse {
+    let mut resp = ProduceResponse::default();
+    for (name, parts) in topics {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = name;
+        for part in parts {
+            tr.partition_responses.push(match part {
+                Part::Done(p) => p,
+                Part::Queued {
+                    index,
+                    first,
+                    count,
+                } => partition_result(index, &outcomes[first..first + count]),
+            });
+        }
+        resp.responses.push(tr);
+    }
+    resp
+}
+
+/// Every partition of a transactional produce fails: this broker has no
+/// transactions yet.
+fn refuse_transactional(data: Vec<TopicProduceData>) -> Vec<(TopicName, Vec<Part>)> {
+    data.into_iter()
+        .map(|t| {
+            let parts = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    Part::Done(failed(
+                        p.index,
+                        KafkaError::new(
+                            ResponseError::TransactionalIdAuthorizationFailed,
+                            "transactions are not supported by this broker",
+                        ),
+                    ))
+                })
+                .collect();
+            (t.name, parts)
+        })
+        .collect()
+}
+
+/// The topic a produce writes to, if its name is valid, the principal may
+/// write to it and it exists. As in Kafka, topics are auto-created by
+/// Metadata requests, not by Produce.
+async fn writable_topic(
+    broker: &SharedBroker,
+    ctx: &ConnContext,
+    name: &str,
+) -> Result<Option<Arc<TopicRecord>>, KafkaError> {
+    validate_topic_name(name)?;
+    if !ctx
+        .may(broker, Operation::Write, ResourceType::Topic, name)
+        .await
     {
-        let outcomes = match ticket {
-            Some(t) => t.wait().await,
-            None => Vec::new(),
-        };
-        metrics::histogram!("sluice_produce_latency_seconds")
-            .record(received.elapsed().as_secs_f64());
-        // Kafka measures a producer's byte rate by request size, after the
-        // append; over the quota, the answer carries the throttle time and
-        // the connection is not read for that long.
-        let client_id = req.header.client_id.as_deref().unwrap_or("");
-        let (throttle, _) = broker
-            .quotas
-            .record(
-                crate::policy::quotas::Kind::Produce,
-                &ctx.principal(),
-                client_id,
-                req.body.len(),
-            )
-            .await;
-        ctx.throttle(throttle);
-        if acks == 0 {
-            return Ok(None);
+        return Err(KafkaError::new(
+            ResponseError::TopicAuthorizationFailed,
+            format!("{} may not write to topic '{name}'", ctx.principal()),
+        ));
+    }
+    broker.topic(name).await
+}
+
+/// Checks one partition's record set (partition exists, batches well
+/// formed and within `max.message.bytes`, records valid for the topic's
+/// schema, no transactional or control batches) and appends its batches to
+/// `job`; the answer is [`Part::Queued`] with their place in it, or the
+/// partition's error.
+async fn check_partition(
+    broker: &SharedBroker,
+    name: &str,
+    topic: &TopicRecord,
+    p: PartitionProduceData,
+    job: &mut Vec<PendingBatch>,
+) -> Part {
+    if p.index < 0 || p.index >= topic.partitions {
+        return Part::Done(failed(
+            p.index,
+            KafkaError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!(
+                    "topic '{name}' has {} partitions; partition {} does not exist",
+                    topic.partitions, p.index
+                ),
+            ),
+        ));
+    }
+    let records = p.records.unwrap_or_default();
+    let batches = match batch::split_and_check(&records, topic.config.max_message_bytes()) {
+        Ok(batches) => batches,
+        Err(e) => {
+            metrics::counter!("sluice_produce_rejected_batches_total", "reason" => format!("{:?}", e.kafka_error())).increment(1);
+            tracing::info!(topic = %name, partition = p.index, error = %e, "rejected record set");
+            return Part::Done(failed(
+                p.index,
+                KafkaError::new(e.kafka_error(), e.to_string()),
+            ));
         }
-        let mut resp = ProduceResponse::default();
-        resp.throttle_time_ms = throttle;
-        for (name, parts) in topics {
-            let mut tr = TopicProduceResponse::default();
-            tr.name = name;
-            for part in parts {
-                tr.partition_responses.push(match part {
-                    Part::Done(p) => p,
-                    Part::Queued {
-                        index,
-                        first,
-                        count,
-                    } => partition_result(index, &outcomes[first..first + count]),
-                });
-            }
-            resp.responses.push(tr);
-        }
-        respond(&req, &resp)
+    };
+    let batches = match validate(broker, topic, p.index, batches).await {
+        Ok(batches) => batches,
+        Err(p) => return Part::Done(p),
+    };
+    let bytes: usize = batches.iter().map(|(b, _)| b.bytes.len()).sum();
+    let records: i64 = batches
+        .iter()
+        .map(|(b, _)| b.header.record_count as i64)
+        .sum();
+    metrics::counter!("sluice_produce_bytes_total", "topic" => name.to_owned())
+        .increment(bytes as u64);
+    metrics::counter!("sluice_produce_records_total", "topic" => name.to_owned())
+        .increment(records as u64);
+    if batches
+        .iter()
+        .any(|(b, _)| b.header.is_transactional() || b.header.is_control())
+    {
+        return Part::Done(failed(
+            p.index,
+            KafkaError::new(
+                ResponseError::InvalidRecord,
+                "transactional and control batches are not supported",
+            ),
+        ));
+    }
+    let first = job.len();
+    let count = batches.len();
+    job.extend(batches.into_iter().map(|(b, dead_letters)| PendingBatch {
+        topic_id: topic.id,
+        partition: p.index,
+        header: b.header,
+        bytes: b.bytes,
+        dead_letters,
+    }));
+    Part::Queued {
+        index: p.index,
+        first,
+        count,
     }
 }
 

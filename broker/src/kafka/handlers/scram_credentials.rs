@@ -21,11 +21,20 @@ use crate::node::state::Broker;
 use crate::security::acl::Operation;
 use crate::security::scram::{Credential, MAX_ITERATIONS, MIN_ITERATIONS, Mechanism};
 
+/// DescribeUserScramCredentials: needs DESCRIBE on the cluster.
 pub async fn describe(
     broker: &Broker,
+    ctx: &ConnContext,
     req: DescribeUserScramCredentialsRequest,
+    _version: i16,
 ) -> DescribeUserScramCredentialsResponse {
     let mut resp = DescribeUserScramCredentialsResponse::default();
+    if !ctx.may_on_cluster(broker, Operation::Describe).await {
+        let e = cluster_refused(ctx, Operation::Describe);
+        resp.error_code = e.code.code();
+        resp.error_message = Some(str_bytes(e.message));
+        return resp;
+    }
     let all = match broker.credentials.list().await {
         Ok(all) => all,
         Err(e) => {
@@ -99,13 +108,14 @@ struct Changes {
     error: Option<(ResponseError, String)>,
 }
 
-/// `allowed`: the caller may ALTER the cluster.
+/// AlterUserScramCredentials: needs ALTER on the cluster.
 pub async fn alter(
     broker: &Broker,
     ctx: &ConnContext,
-    allowed: bool,
     req: AlterUserScramCredentialsRequest,
+    _version: i16,
 ) -> AlterUserScramCredentialsResponse {
+    let allowed = ctx.may_on_cluster(broker, Operation::Alter).await;
     let mut users: BTreeMap<String, Changes> = BTreeMap::new();
     let mut touched: HashSet<(String, i8)> = HashSet::new();
     let note = |c: &mut Changes, code: ResponseError, msg: String| {
