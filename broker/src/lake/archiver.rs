@@ -322,6 +322,192 @@ struct Stored {
     records: Bytes,
 }
 
+/// What one round archives of a topic: the stored batches past each
+/// partition's table progress (at most [`BATCHES_PER_ROUND`] per partition
+/// and [`BYTES_PER_ROUND`] in all).
+#[derive(Default)]
+struct Round {
+    stored: Vec<Stored>,
+    /// Each partition's next offset once this round is committed.
+    next_offsets: Vec<(i32, i64)>,
+    /// Whether some partition had more than the round could take.
+    full: bool,
+    /// Offsets stored but not yet in the table, as the round began.
+    lag: i64,
+}
+
+/// Reads this round's batches of `topic`, from where `progress` (each
+/// partition's next offset in the table) says the table stops.
+async fn read_round(
+    broker: &SharedBroker,
+    topic: &TopicRecord,
+    progress: &HashMap<i32, i64>,
+) -> anyhow::Result<Round> {
+    let mut round = Round::default();
+    let mut loaded = 0usize;
+    for partition in 0..topic.partitions {
+        let Some(offsets) = broker.meta.partition_offsets(topic.id, partition).await? else {
+            continue;
+        };
+        let from = progress
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+            .max(offsets.log_start);
+        if from >= offsets.next_offset {
+            continue;
+        }
+        round.lag += offsets.next_offset - from;
+        let locs = broker
+            .meta
+            .batches_from(topic.id, partition, from, BATCHES_PER_ROUND)
+            .await?;
+        round.full |= locs.len() as i64 == BATCHES_PER_ROUND;
+        let mut next = from;
+        for loc in locs.iter().filter(|l| l.last_offset >= from) {
+            if loaded >= BYTES_PER_ROUND {
+                // The rest waits for the next round, which starts at once.
+                round.full = true;
+                break;
+            }
+            loaded += loc.len as usize;
+            let mut buf = Vec::with_capacity(loc.len as usize);
+            crate::log::read::append_batch(&**broker, loc, &mut buf)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let bytes = Bytes::from(buf);
+            let header = batch::parse_stored_header(&bytes)?;
+            next = loc.last_offset + 1;
+            if header.is_control() {
+                continue;
+            }
+            let records = batch::records_section(&bytes, &header)?;
+            round.stored.push(Stored {
+                partition,
+                from,
+                base_offset: loc.base_offset,
+                header,
+                records,
+            });
+        }
+        if next > from {
+            round.next_offsets.push((partition, next));
+        }
+    }
+    Ok(round)
+}
+
+/// The table rows of this round's batches: one per record at or past its
+/// partition's progress, control batches left out.
+fn rows_of(stored: &[Stored]) -> anyhow::Result<Vec<KafkaRow<'_>>> {
+    let mut rows: Vec<KafkaRow<'_>> = Vec::new();
+    for s in stored {
+        // Log-append-time batches carry the broker's time for every record.
+        let log_append_time = s.header.attributes & 0x08 != 0;
+        for record in batch::Records::new(&s.records, s.header.record_count) {
+            let record = record?;
+            let offset = s.base_offset + record.offset_delta;
+            if offset < s.from {
+                continue;
+            }
+            let timestamp_ms = if log_append_time {
+                s.header.max_timestamp
+            } else {
+                s.header.base_timestamp + record.timestamp_delta
+            };
+            rows.push(KafkaRow {
+                partition: s.partition,
+                offset,
+                timestamp_ms,
+                key: record.key,
+                value: record.value,
+                headers: record.headers()?,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Expires the table's snapshots older than [`SNAPSHOT_MAX_AGE`] (keeping
+/// [`KEEP_SNAPSHOTS`]), once [`EXPIRE_BATCH`] of them have aged out; a
+/// failed expiry is logged and tried again after a later commit.
+async fn expire_if_due(lake: &Lakehouse, topic: &TopicRecord, table: TopicTable) -> TopicTable {
+    let cutoff = crate::store::meta::unix_ms() - SNAPSHOT_MAX_AGE.as_millis() as i64;
+    let total = table.table.metadata().snapshots().len();
+    let aged = table
+        .table
+        .metadata()
+        .snapshots()
+        .filter(|s| s.timestamp_ms() < cutoff)
+        .count();
+    // In batches: one expiry commit per EXPIRE_BATCH aged snapshots.
+    if total > KEEP_SNAPSHOTS && aged >= EXPIRE_BATCH {
+        match lake.expire_snapshots(&table, cutoff, KEEP_SNAPSHOTS).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(topic = %topic.name, error = %e, "snapshot expiry failed");
+                table
+            }
+        }
+    } else {
+        table
+    }
+}
+
+/// The table to append this round to, laid out for the value column's
+/// message (`source`) and the topic's partitioning: the cached one if its
+/// layout is that, else the table evolved (or made) to it.
+async fn table_for(
+    lake: &Lakehouse,
+    topic: &TopicRecord,
+    cached: Option<&TopicTable>,
+    format: Option<ValueFormat>,
+    source: &str,
+    partitioning: Partitioning,
+) -> anyhow::Result<TopicTable> {
+    let layout_source = format!("{source}|{}", partitioning.name());
+    let cached = cached.filter(|t| {
+        t.table
+            .metadata()
+            .properties()
+            .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
+            == Some(&layout_source)
+    });
+    let table = match cached {
+        Some(t) => t.table.clone(),
+        None => {
+            lake.prepare(
+                &topic.name,
+                &topic.uuid.to_string(),
+                format.clone(),
+                source,
+                partitioning,
+            )
+            .await?
+            .table
+        }
+    };
+    // This round's framings go with the rows they name.
+    Ok(TopicTable { table, format })
+}
+
+/// Counts and logs (once per commit) the records whose value could not be
+/// decoded into the value column.
+fn report_undecoded(topic: &TopicRecord, undecoded: &sluice_lakehouse::Undecoded) {
+    if let Some((partition, offset, reason)) = &undecoded.first {
+        metrics::counter!("sluice_archiver_undecoded_records_total", "topic" => topic.name.clone())
+            .increment(undecoded.count as u64);
+        tracing::warn!(
+            topic = %topic.name,
+            records = undecoded.count,
+            partition,
+            offset,
+            %reason,
+            "records archived with a null value column (their bytes are in kafka_value)"
+        );
+    }
+}
+
 /// Archives what is new in one topic. Returns whether a partition had more
 /// than one round's worth of batches.
 async fn archive_topic(
@@ -351,88 +537,16 @@ async fn archive_topic(
         None => HashMap::new(),
     };
 
-    let mut stored = Vec::new();
-    let mut next_offsets = Vec::new();
-    let mut full = false;
-    let mut loaded = 0usize;
-    let mut lag = 0i64;
-    for partition in 0..topic.partitions {
-        let Some(offsets) = broker.meta.partition_offsets(topic.id, partition).await? else {
-            continue;
-        };
-        let from = progress
-            .get(&partition)
-            .copied()
-            .unwrap_or(0)
-            .max(offsets.log_start);
-        if from >= offsets.next_offset {
-            continue;
-        }
-        lag += offsets.next_offset - from;
-        let locs = broker
-            .meta
-            .batches_from(topic.id, partition, from, BATCHES_PER_ROUND)
-            .await?;
-        full |= locs.len() as i64 == BATCHES_PER_ROUND;
-        let mut next = from;
-        for loc in locs.iter().filter(|l| l.last_offset >= from) {
-            if loaded >= BYTES_PER_ROUND {
-                // The rest waits for the next round, which starts at once.
-                full = true;
-                break;
-            }
-            loaded += loc.len as usize;
-            let mut buf = Vec::with_capacity(loc.len as usize);
-            crate::log::read::append_batch(&**broker, loc, &mut buf)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let bytes = Bytes::from(buf);
-            let header = batch::parse_stored_header(&bytes)?;
-            next = loc.last_offset + 1;
-            if header.is_control() {
-                continue;
-            }
-            let records = batch::records_section(&bytes, &header)?;
-            stored.push(Stored {
-                partition,
-                from,
-                base_offset: loc.base_offset,
-                header,
-                records,
-            });
-        }
-        if next > from {
-            next_offsets.push((partition, next));
-        }
-    }
+    let Round {
+        stored,
+        next_offsets,
+        full,
+        lag,
+    } = read_round(broker, topic, &progress).await?;
     // Offsets stored but not yet in the table, as this round began.
     metrics::gauge!("sluice_archiver_lag_records", "topic" => topic.name.clone()).set(lag as f64);
 
-    let mut rows: Vec<KafkaRow<'_>> = Vec::new();
-    for s in &stored {
-        // Log-append-time batches carry the broker's time for every record.
-        let log_append_time = s.header.attributes & 0x08 != 0;
-        for record in batch::Records::new(&s.records, s.header.record_count) {
-            let record = record?;
-            let offset = s.base_offset + record.offset_delta;
-            if offset < s.from {
-                continue;
-            }
-            let timestamp_ms = if log_append_time {
-                s.header.max_timestamp
-            } else {
-                s.header.base_timestamp + record.timestamp_delta
-            };
-            rows.push(KafkaRow {
-                partition: s.partition,
-                offset,
-                timestamp_ms,
-                key: record.key,
-                value: record.value,
-                headers: record.headers()?,
-            });
-        }
-    }
+    let rows = rows_of(&stored)?;
     let pinned = current.as_ref().and_then(|t| {
         t.metadata()
             .properties()
@@ -452,30 +566,15 @@ async fn archive_topic(
         ValueColumn::Undecided => return Ok(false),
         ValueColumn::Message(format, source) => (Some(format), source),
     };
-    let layout_source = format!("{source}|{}", partitioning.name());
-    let cached = tables.get(&topic.name).filter(|t| {
-        t.table
-            .metadata()
-            .properties()
-            .get(sluice_lakehouse::table::SOURCE_SCHEMA_PROPERTY)
-            == Some(&layout_source)
-    });
-    let table = match cached {
-        Some(t) => t.table.clone(),
-        None => {
-            lake.prepare(
-                &topic.name,
-                &topic.uuid.to_string(),
-                format.clone(),
-                &source,
-                partitioning,
-            )
-            .await?
-            .table
-        }
-    };
-    // This round's framings go with the rows they name.
-    let table = TopicTable { table, format };
+    let table = table_for(
+        lake,
+        topic,
+        tables.get(&topic.name),
+        format,
+        &source,
+        partitioning,
+    )
+    .await?;
     if next_offsets.is_empty() {
         tables.insert(topic.name.clone(), table);
         return Ok(false);
@@ -483,19 +582,7 @@ async fn archive_topic(
     let count = rows.len();
     let started = Instant::now();
     let (table, undecoded) = lake.append(&table, &rows, next_offsets.clone()).await?;
-    if let Some((partition, offset, reason)) = &undecoded.first {
-        metrics::counter!("sluice_archiver_undecoded_records_total", "topic" => topic.name.clone())
-            .increment(undecoded.count as u64);
-        // One line per commit at most.
-        tracing::warn!(
-            topic = %topic.name,
-            records = undecoded.count,
-            partition,
-            offset,
-            %reason,
-            "records archived with a null value column (their bytes are in kafka_value)"
-        );
-    }
+    report_undecoded(topic, &undecoded);
     // The table now holds these offsets: fetches read them from there, and
     // their segments can go. (Repeated at startup in case of a crash here.)
     for (partition, next) in next_offsets {
@@ -508,26 +595,7 @@ async fn archive_topic(
         let waited = (crate::store::meta::unix_ms() - oldest).max(0);
         metrics::histogram!("sluice_archiver_freshness_seconds").record(waited as f64 / 1000.0);
     }
-    let cutoff = crate::store::meta::unix_ms() - SNAPSHOT_MAX_AGE.as_millis() as i64;
-    let total = table.table.metadata().snapshots().len();
-    let aged = table
-        .table
-        .metadata()
-        .snapshots()
-        .filter(|s| s.timestamp_ms() < cutoff)
-        .count();
-    // In batches: one expiry commit per EXPIRE_BATCH aged snapshots.
-    let table = if total > KEEP_SNAPSHOTS && aged >= EXPIRE_BATCH {
-        match lake.expire_snapshots(&table, cutoff, KEEP_SNAPSHOTS).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(topic = %topic.name, error = %e, "snapshot expiry failed");
-                table
-            }
-        }
-    } else {
-        table
-    };
+    let table = expire_if_due(lake, topic, table).await;
     metrics::histogram!("sluice_archiver_commit_seconds").record(started.elapsed().as_secs_f64());
     tracing::debug!(topic = %topic.name, records = count, "archived");
     tables.insert(topic.name.clone(), table);
