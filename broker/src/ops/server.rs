@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +20,7 @@ use crate::kafka::connection;
 use crate::log::append::Appender;
 use crate::log::retention;
 use crate::node::config::Config;
-use crate::node::state::{Broker, Parts};
+use crate::node::state::{Broker, Parts, SharedBroker};
 use crate::store::meta::MetaStore;
 use crate::store::objects::Segments;
 
@@ -44,17 +45,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot open the metadata store at {}", config.metadata_url))?;
     let store_config = object_store_config(&config);
-    let segments = if config.object_store_url.starts_with("file://") {
-        Segments::open(&config.object_store_url, config.cache_bytes)
-    } else {
-        Segments::open_store(&store_config, config.cache_bytes).await
-    }
-    .with_context(|| {
-        format!(
-            "cannot open the object store at {} (check the bucket name, --s3-endpoint and the AWS_* credentials)",
-            config.object_store_url
-        )
-    })?;
+    let segments = open_segments(&config, &store_config).await?;
     let cluster_id = meta.cluster_id().await?;
     let cluster = crate::cluster::Cluster::join(
         meta.clone(),
@@ -116,24 +107,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     crate::ops::http::metrics_handle();
     let http_stop = CancellationToken::new();
-    let http = crate::ops::http::serve(
-        listen(ports.http)?,
-        crate::ops::http::protect(
-            crate::ops::http::router(broker.clone()).merge(crate::ops::http::guard_catalog(
-                sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone())),
-                broker.clone(),
-            )),
-            broker.clone(),
-        ),
-        "HTTP endpoint (Iceberg REST catalog, health, metrics)",
-        http_stop.clone(),
-    );
-    let registry_http = crate::ops::http::serve(
-        listen(ports.registry)?,
-        crate::ops::http::protect(registry.router(), broker.clone()),
-        "schema registry API",
-        http_stop.clone(),
-    );
+    let (http, registry_http) = serve_http(
+        ports.http,
+        ports.registry,
+        &broker,
+        &lake,
+        &registry,
+        &http_stop,
+    )?;
     // The Kafka listeners accept last: a client that can connect finds the
     // registry and HTTP APIs up too.
     let mut listeners = Vec::new();
@@ -164,31 +145,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         background.clone(),
     ));
 
-    for l in &security.listeners {
-        tracing::info!(
-            protocol = l.protocol.name(),
-            addr = %l.addr,
-            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
-            "Kafka listener{}",
-            if l.authenticates(security.tls.as_ref()) {
-                ""
-            } else {
-                " (unauthenticated: clients are User:ANONYMOUS)"
-            }
-        );
-    }
-    tracing::info!(
-        kafka = %config.kafka_addr,
-        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
-        data_dir = %config.data_dir.display(),
-        cluster_id = %cluster_id,
-        "sluice broker ready{}",
-        if security.any_authentication() {
-            ""
-        } else {
-            " (no authentication configured: bind to trusted networks only)"
-        }
-    );
+    announce(&config, &cluster_id);
 
     let connections = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -234,6 +191,85 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     meta.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The HTTP endpoint (Iceberg REST catalog, SQL, admin, health, metrics)
+/// and the schema registry API, each behind `--http-auth`.
+fn serve_http(
+    http_socket: TcpSocket,
+    registry_socket: TcpSocket,
+    broker: &SharedBroker,
+    lake: &Arc<sluice_lakehouse::Lakehouse>,
+    registry: &sluice_schema_registry::Registry,
+    stop: &CancellationToken,
+) -> anyhow::Result<(JoinHandle<()>, JoinHandle<()>)> {
+    use crate::ops::http;
+    let catalog = http::guard_catalog(
+        sluice_lakehouse::rest::router(Arc::new(lake.catalog().clone())),
+        broker.clone(),
+    );
+    let main = http::serve(
+        listen(http_socket)?,
+        http::protect(http::router(broker.clone()).merge(catalog), broker.clone()),
+        "HTTP endpoint (Iceberg REST catalog, health, metrics)",
+        stop.clone(),
+    );
+    let registry = http::serve(
+        listen(registry_socket)?,
+        http::protect(registry.router(), broker.clone()),
+        "schema registry API",
+        stop.clone(),
+    );
+    Ok((main, registry))
+}
+
+/// The segment store: local files, or an S3 API bucket.
+async fn open_segments(
+    config: &Config,
+    store_config: &sluice_lakehouse::storage::ObjectStoreConfig,
+) -> anyhow::Result<Segments> {
+    if config.object_store_url.starts_with("file://") {
+        Segments::open(&config.object_store_url, config.cache_bytes)
+    } else {
+        Segments::open_store(store_config, config.cache_bytes).await
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the object store at {} (check the bucket name, --s3-endpoint and the AWS_* credentials)",
+            config.object_store_url
+        )
+    })
+}
+
+/// Logs each Kafka listener and that the broker is ready, with a warning
+/// where clients are not authenticated.
+fn announce(config: &Config, cluster_id: &str) {
+    let security = &config.security;
+    for l in &security.listeners {
+        tracing::info!(
+            protocol = l.protocol.name(),
+            addr = %l.addr,
+            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
+            "Kafka listener{}",
+            if l.authenticates(security.tls.as_ref()) {
+                ""
+            } else {
+                " (unauthenticated: clients are User:ANONYMOUS)"
+            }
+        );
+    }
+    tracing::info!(
+        kafka = %config.kafka_addr,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data_dir = %config.data_dir.display(),
+        cluster_id = %cluster_id,
+        "sluice broker ready{}",
+        if security.any_authentication() {
+            ""
+        } else {
+            " (no authentication configured: bind to trusted networks only)"
+        }
+    );
 }
 
 /// The sockets a broker listens on, bound before it joins the cluster so
