@@ -1,11 +1,17 @@
 //! The Sluice broker: a Kafka-protocol server whose data lives in an object
-//! store and whose metadata (offsets, topics, the offset index) lives in a
-//! database. Brokers keep no state of their own beyond caches.
+//! store (segments, then Parquet files in Iceberg topic tables) and whose
+//! metadata (topics, offsets, the offset index) lives in SQLite or
+//! PostgreSQL. Brokers keep no state of their own beyond caches.
 //!
-//! Layers, top to bottom: `server` (listener, shutdown) → `connection`
-//! (framing, pipelining) → `codec` (bytes ↔ typed requests, no I/O) →
-//! `handlers` (one file per Kafka API) → `append` / `read` (produce and fetch
-//! paths) → `meta` (metadata store) and `objects` (segment objects).
+//! The modules are layers, lowest first: `common` (shared error and name
+//! types), `store` (metadata store, segment objects), `cluster` (brokers,
+//! leases), `log` (append, read, retention), `security`, `policy`
+//! (validation, redaction, quotas), `coordinator` (consumer groups), `node`
+//! (the assembled `Broker`), `lake` (topic tables), `kafka` (connections,
+//! codec, handlers), `ops` (startup, shutdown, HTTP) and `cli`. A module
+//! uses only its own layer and lower ones; the tests in `layers.rs` check
+//! it. `broker/ARCHITECTURE.md` describes the layers and where new code
+//! goes; the produce and fetch paths are drawn in [`log`].
 
 pub mod cli;
 pub mod cluster;

@@ -1,6 +1,17 @@
 //! Operator commands: `sluice topics …` and `sluice groups …` speak the
 //! Kafka protocol to a running broker, like any other admin tool;
 //! `sluice table …` asks the broker's HTTP address for table maintenance.
+//! Also here: `users`, `acls` and `purposes` ([`access`]), `quotas`
+//! ([`quotas`]), `sql`, `sluice gateway`, and the small Kafka client the
+//! commands share ([`client`]).
+//!
+//! May use: `policy` (the gateway's validator and redactor), `security`
+//! (SCRAM salting, ACL and mechanism types) and `store` (`users set
+//! --metadata-url` writes credentials straight to the metadata store).
+//!
+//! Contract: commands reach a broker only through its public interfaces
+//! (Kafka protocol, HTTP), or for `users set --metadata-url` the metadata
+//! store itself; a password is salted here and only the salted form leaves.
 
 pub mod access;
 pub mod client;

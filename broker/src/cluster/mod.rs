@@ -24,6 +24,13 @@
 //!   heartbeating, its leases become free for the others to take. A
 //!   broker that cannot renew its heartbeat in time gives up its leases
 //!   itself before anyone else may take them.
+//!
+//! May use: `store` (brokers and leases are rows in the metadata store).
+//!
+//! Contract: every broker computes the same `leader` from the same live
+//! list; a lease is held by at most one live broker (`acquire`, `holds`,
+//! `should_run`); `placement_changes` and `lost_leases` tell the appender
+//! and the group coordinator when cached state may be stale.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};

@@ -5,6 +5,10 @@
 //!   message for the client).
 //! - [`validate_topic_name`]: Kafka's rule for topic names.
 //! - [`addr`]: `HOST:PORT` flags.
+//!
+//! Contract: plain values and functions, no I/O and no state, so any layer
+//! may use them and a rule (such as the topic name check) is applied the
+//! same way everywhere.
 
 pub mod addr;
 mod error;

@@ -1,6 +1,15 @@
 //! One handler per Kafka API, named after it. `start` decodes the body and
 //! returns the work to run; only produce does part of its work before
 //! returning (queueing batches in connection order).
+//!
+//! May use: `kafka` (`codec`, `session`), `node` (`Broker`), `coordinator`
+//! (groups), `log` (append and read), `policy` (validation, purposes,
+//! quotas), `security` (ACL operations), `cluster`, `store` and `common`.
+//!
+//! Contract: every response is encoded for the request's version and
+//! correlation id (`respond`); a handler that touches a resource asks the
+//! connection's `ConnContext` first, and a topic the caller may not touch
+//! fails the same whether it exists or not (`authorized_topic`).
 
 use std::sync::Arc;
 
