@@ -397,7 +397,7 @@ impl Coordinator {
             }
             let (member_id, static_rejoin) = match self.admit(&mut g, &p) {
                 Ok(admitted) => admitted,
-                Err(refused) => return refused,
+                Err((code, member_id)) => return JoinResult::error(code, &member_id),
             };
             let (tx, rx) = oneshot::channel();
             let changed = upsert_member(&mut g, &member_id, &p, tx);
@@ -442,9 +442,14 @@ impl Coordinator {
     }
 
     /// The id a joining member goes by, and whether it is a static member
-    /// returning under a new id; or the answer that refuses it (a first
-    /// join that must come back with the id it is given, or an unknown id).
-    fn admit(&self, g: &mut Group, p: &JoinParams) -> Result<(String, bool), JoinResult> {
+    /// returning under a new id; or the error that refuses it, with the
+    /// member id to answer with (a first join that must come back with the
+    /// id it is given, or an unknown id).
+    fn admit(
+        &self,
+        g: &mut Group,
+        p: &JoinParams,
+    ) -> Result<(String, bool), (ResponseError, String)> {
         let mut member_id = p.member_id.clone();
         let is_new = member_id.is_empty() || g.pending_ids.contains(&member_id);
         let mut static_rejoin = false;
@@ -464,16 +469,10 @@ impl Coordinator {
             member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
             if p.require_known_member_id && p.group_instance_id.is_none() {
                 g.pending_ids.insert(member_id.clone());
-                return Err(JoinResult::error(
-                    ResponseError::MemberIdRequired,
-                    &member_id,
-                ));
+                return Err((ResponseError::MemberIdRequired, member_id));
             }
         } else if !is_new && !g.members.contains_key(&member_id) {
-            return Err(JoinResult::error(
-                ResponseError::UnknownMemberId,
-                &member_id,
-            ));
+            return Err((ResponseError::UnknownMemberId, member_id));
         }
         g.pending_ids.remove(&member_id);
         Ok((member_id, static_rejoin))

@@ -856,30 +856,7 @@ impl AppendTx {
         .await?
         .get(0);
 
-        // Offsets taken per partition. Rows are locked in key order, the
-        // same in every broker, so two brokers' appends to the same
-        // partitions queue behind each other instead of deadlocking.
-        let mut totals: BTreeMap<(i64, i32), i64> = BTreeMap::new();
-        for b in batches {
-            *totals.entry((b.topic_id, b.partition)).or_default() += b.offsets;
-        }
-        // Next offset to hand out per partition (None: partition is gone).
-        let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
-        for ((topic_id, partition), n) in &totals {
-            let row = sqlx::query(
-                "UPDATE partitions SET next_offset = next_offset + $1
-                 WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
-            )
-            .bind(n)
-            .bind(topic_id)
-            .bind(*partition as i64)
-            .fetch_optional(&mut **tx)
-            .await?;
-            next.insert(
-                (*topic_id, *partition),
-                row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
-            );
-        }
+        let mut next = reserve_offsets(tx, batches).await?;
 
         let mut out = Vec::with_capacity(batches.len());
         let mut rows: Vec<(&NewBatch, i64)> = Vec::with_capacity(batches.len());
@@ -912,62 +889,8 @@ impl AppendTx {
             });
         }
 
-        // SQLite allows 32766 bound values per statement (PostgreSQL 65535);
-        // 8 per row.
-        for chunk in rows.chunks(1000) {
-            let mut sql = String::from(
-                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let n = i * 8;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7,
-                    n + 8
-                ));
-            }
-            let mut q = sqlx::query(&sql);
-            for (b, base) in chunk {
-                q = q
-                    .bind(b.topic_id)
-                    .bind(b.partition as i64)
-                    .bind(*base)
-                    .bind(*base + b.offsets - 1)
-                    .bind(b.max_timestamp)
-                    .bind(segment_id)
-                    .bind(b.pos)
-                    .bind(b.len);
-            }
-            q.execute(&mut **tx).await?;
-        }
-
-        let mut states_in_order: Vec<_> = states.iter().collect();
-        states_in_order.sort_by_key(|(k, _)| **k);
-        for ((producer_id, topic_id, partition), state) in states_in_order {
-            sqlx::query(
-                "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (producer_id, topic_id, partition)
-                 DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
-            )
-            .bind(producer_id)
-            .bind(topic_id)
-            .bind(*partition as i64)
-            .bind(state.epoch as i64)
-            .bind(serde_json::to_string(state).unwrap_or_default())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        insert_batch_rows(tx, &rows, segment_id).await?;
+        store_producer_states(tx, &states, now).await?;
         Ok((out, states))
     }
 
@@ -1131,6 +1054,114 @@ impl MetaStore {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Takes each partition's offsets for `batches` in one update per
+/// partition; the first offset handed out and the log start of each, or
+/// `None` for a partition that is gone.
+async fn reserve_offsets(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    batches: &[NewBatch],
+) -> Result<HashMap<(i64, i32), Option<(i64, i64)>>> {
+    // Offsets taken per partition. Rows are locked in key order, the
+    // same in every broker, so two brokers' appends to the same
+    // partitions queue behind each other instead of deadlocking.
+    let mut totals: BTreeMap<(i64, i32), i64> = BTreeMap::new();
+    for b in batches {
+        *totals.entry((b.topic_id, b.partition)).or_default() += b.offsets;
+    }
+    // Next offset to hand out per partition (None: partition is gone).
+    let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
+    for ((topic_id, partition), n) in &totals {
+        let row = sqlx::query(
+            "UPDATE partitions SET next_offset = next_offset + $1
+             WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
+        )
+        .bind(n)
+        .bind(topic_id)
+        .bind(*partition as i64)
+        .fetch_optional(&mut **tx)
+        .await?;
+        next.insert(
+            (*topic_id, *partition),
+            row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
+        );
+    }
+    Ok(next)
+}
+
+/// The offset index rows of one flush, many to a statement.
+async fn insert_batch_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    rows: &[(&NewBatch, i64)],
+    segment_id: i64,
+) -> Result<()> {
+    // SQLite allows 32766 bound values per statement (PostgreSQL 65535);
+    // 8 per row.
+    for chunk in rows.chunks(1000) {
+        let mut sql = String::from(
+            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, segment_id, pos, len) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let n = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for (b, base) in chunk {
+            q = q
+                .bind(b.topic_id)
+                .bind(b.partition as i64)
+                .bind(*base)
+                .bind(*base + b.offsets - 1)
+                .bind(b.max_timestamp)
+                .bind(segment_id)
+                .bind(b.pos)
+                .bind(b.len);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The producers' new sequence states, written in key order (as the
+/// partition rows are locked) so concurrent flushes do not deadlock.
+async fn store_producer_states(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    states: &HashMap<ProducerKey, ProducerPartitionState>,
+    now: i64,
+) -> Result<()> {
+    let mut states_in_order: Vec<_> = states.iter().collect();
+    states_in_order.sort_by_key(|(k, _)| **k);
+    for ((producer_id, topic_id, partition), state) in states_in_order {
+        sqlx::query(
+            "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (producer_id, topic_id, partition)
+             DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_ms = excluded.updated_ms",
+        )
+        .bind(producer_id)
+        .bind(topic_id)
+        .bind(*partition as i64)
+        .bind(state.epoch as i64)
+        .bind(serde_json::to_string(state).unwrap_or_default())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 impl From<MetaError> for crate::common::KafkaError {
