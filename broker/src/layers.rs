@@ -182,56 +182,35 @@ fn circles(files: &[(String, String)]) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect();
-    // Tarjan's strongly connected components, without recursion.
-    let n = files.len();
-    let (mut index, mut low) = (vec![usize::MAX; n], vec![0; n]);
-    let (mut on_stack, mut stack, mut next) = (vec![false; n], Vec::new(), 0);
+    // Files that reach each other form a circle. Few files and edges: a
+    // walk from every file is cheap and plainer than Tarjan's algorithm.
+    let reaches: Vec<BTreeSet<usize>> = (0..files.len())
+        .map(|from| {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<usize> = edges[from].iter().copied().collect();
+            while let Some(f) = todo.pop() {
+                if seen.insert(f) {
+                    todo.extend(edges[f].iter().copied());
+                }
+            }
+            seen
+        })
+        .collect();
+    let mut placed = BTreeSet::new();
     let mut found = Vec::new();
-    for root in 0..n {
-        if index[root] != usize::MAX {
+    for i in 0..files.len() {
+        if placed.contains(&i) || !reaches[i].contains(&i) {
             continue;
         }
-        let mut work: Vec<(usize, Vec<usize>)> = Vec::new();
-        index[root] = next;
-        low[root] = next;
-        next += 1;
-        stack.push(root);
-        on_stack[root] = true;
-        work.push((root, edges[root].iter().copied().collect()));
-        while let Some((v, todo)) = work.last_mut() {
-            let v = *v;
-            if let Some(w) = todo.pop() {
-                if index[w] == usize::MAX {
-                    index[w] = next;
-                    low[w] = next;
-                    next += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    work.push((w, edges[w].iter().copied().collect()));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-                continue;
-            }
-            work.pop();
-            if let Some((parent, _)) = work.last() {
-                low[*parent] = low[*parent].min(low[v]);
-            }
-            if low[v] == index[v] {
-                let mut circle = Vec::new();
-                while let Some(w) = stack.pop() {
-                    on_stack[w] = false;
-                    circle.push(files[w].0.clone());
-                    if w == v {
-                        break;
-                    }
-                }
-                if circle.len() > 1 {
-                    circle.sort();
-                    found.push(circle);
-                }
-            }
-        }
+        let members: Vec<usize> = reaches[i]
+            .iter()
+            .copied()
+            .filter(|&j| reaches[j].contains(&i))
+            .collect();
+        placed.extend(members.iter().copied());
+        let mut circle: Vec<String> = members.iter().map(|&j| files[j].0.clone()).collect();
+        circle.sort();
+        found.push(circle);
     }
     found.sort();
     found
