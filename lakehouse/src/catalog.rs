@@ -784,7 +784,7 @@ mod tests {
     async fn old_metadata_files_are_deleted_after_commits() {
         let dir = tempfile::tempdir().unwrap();
         let lake = lakehouse(dir.path()).await;
-        lake.prepare("t", "id-1", None, "none", Partitioning::Day)
+        lake.prepare("t", "id-1", None, None, "none", Partitioning::Day)
             .await
             .unwrap();
         let ident = lake.ident("t");
@@ -816,16 +816,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = lakehouse(dir.path()).await;
         let first = lake
-            .prepare("t", "id-1", None, "none", Partitioning::Day)
+            .prepare("t", "id-1", None, None, "none", Partitioning::Day)
             .await
             .unwrap();
         let again = lake
-            .prepare("t", "id-1", None, "none", Partitioning::Day)
+            .prepare("t", "id-1", None, None, "none", Partitioning::Day)
             .await
             .unwrap();
         assert_eq!(first.table.metadata().uuid(), again.table.metadata().uuid());
         let replaced = lake
-            .prepare("t", "id-2", None, "none", Partitioning::Day)
+            .prepare("t", "id-2", None, None, "none", Partitioning::Day)
             .await
             .unwrap();
         assert_ne!(

@@ -7,6 +7,8 @@
 //!   archiver's offset index committed in the same transaction.
 //! - [`table`]: creating, evolving and appending to a topic's table.
 //! - [`rest`]: the Iceberg REST catalog API over the same catalog.
+//! - [`describe`]: a table's columns with the schema versions that brought
+//!   them in, for operators.
 //! - [`archived`]: records read back from the Parquet files for fetches.
 //! - [`maintenance`]: compaction and removal of files retention emptied.
 //! - [`sql`]: read-only SQL over the tables (DataFusion).
@@ -17,6 +19,7 @@
 
 pub mod archived;
 pub mod catalog;
+pub mod describe;
 pub mod layout;
 pub mod maintenance;
 pub mod rest;
@@ -28,7 +31,7 @@ pub mod table;
 
 pub use archived::{ArchiveReader, ArchivedRecord};
 pub use catalog::{ArchiveIndex, CATALOG_NAME, FileRange, LakeCatalog};
-pub use rows::{FramedAs, Framing, KafkaRow, Undecoded, ValueFormat};
+pub use rows::{FramedAs, Framing, KafkaRow, MessageFormat, Skipped, Undecoded};
 pub use storage::{
     ObjectStorage, ObjectStorageFactory, ObjectStoreConfig, ObjectStoreConfigError, object_file_io,
 };

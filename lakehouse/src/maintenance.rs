@@ -327,10 +327,7 @@ impl Lakehouse {
             .catalog()
             .commit_changes(table.identifier(), requirements, updates, &index)
             .await?;
-        Ok(TopicTable {
-            table,
-            format: topic.format.clone(),
-        })
+        Ok(topic.with_table(table))
     }
 }
 

@@ -1,11 +1,12 @@
 //! Kafka records → Arrow record batches in a table's layout.
 //!
-//! Values are decoded once with the table's message type and turned into
-//! columns field by field (column-at-a-time, so nested structs, lists and
-//! maps are built with one pass over their children). A value that is not
-//! of the table's message (its framing names another message) or does not
-//! decode keeps its bytes in `kafka_value` with a null `value`, and is
-//! reported in [`Undecoded`] so that the caller can say so.
+//! Values (and keys, for topics with a key schema) are decoded once with
+//! the table's message type and turned into columns field by field
+//! (column-at-a-time, so nested structs, lists and maps are built with one
+//! pass over their children). A value that is not of the table's message
+//! (its framing names another message) or does not decode keeps its bytes
+//! in `kafka_value` with a null `value`, and is reported in [`Undecoded`]
+//! so that the caller can say so; keys likewise with `kafka_key` and `key`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,11 +29,11 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescri
 
 use crate::layout::{WellKnown, well_known};
 
-/// How a topic's values are encoded.
+/// How a topic's values (or keys) are encoded.
 #[derive(Debug, Clone)]
-pub struct ValueFormat {
-    /// The message the table's `value` column holds, as the subject's
-    /// latest version declares it.
+pub struct MessageFormat {
+    /// The message the table's `value` (or `key`) column holds, as the
+    /// subject's latest version declares it.
     pub message: MessageDescriptor,
     pub framing: Framing,
     /// The subject version `message` comes from (names columns that an
@@ -72,7 +73,7 @@ pub struct FramedAs {
 }
 
 /// Values that were left out of the `value` column (null there, their
-/// bytes kept in `kafka_value`).
+/// bytes kept in `kafka_value`), or keys left out of `key`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Undecoded {
     pub count: usize,
@@ -100,15 +101,30 @@ pub struct KafkaRow<'a> {
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
 }
 
+/// How a topic's records are encoded: its values, and its keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Formats<'a> {
+    pub value: Option<&'a MessageFormat>,
+    pub key: Option<&'a MessageFormat>,
+}
+
+/// What could not be decoded into the `value` and `key` columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub values: Undecoded,
+    pub keys: Undecoded,
+}
+
 /// Builds one Arrow batch from rows given in (partition, offset) order,
-/// and tells which values could not be decoded into `value`.
+/// and tells which values and keys could not be decoded into `value` and
+/// `key`. A decoded column whose topic has no schema (any more) is null.
 pub fn to_record_batch(
     schema: &SchemaRef,
-    format: Option<&ValueFormat>,
+    formats: Formats<'_>,
     numbers: &FieldNumbers,
     rows: &[KafkaRow<'_>],
-) -> Result<(RecordBatch, Undecoded), String> {
-    let mut undecoded = Undecoded::default();
+) -> Result<(RecordBatch, Skipped), String> {
+    let mut skipped = Skipped::default();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column: ArrayRef = match field.name().as_str() {
@@ -122,48 +138,102 @@ pub fn to_record_batch(
             crate::layout::COL_KEY => binary_column(field, rows.iter().map(|r| r.key))?,
             crate::layout::COL_VALUE_BYTES => binary_column(field, rows.iter().map(|r| r.value))?,
             crate::layout::COL_HEADERS => headers_column(field, rows)?,
-            crate::layout::COL_VALUE => {
-                let Some(format) = format else {
-                    return Err("table has a value column but the topic has no schema".into());
-                };
-                let decoded: Vec<Option<DynamicMessage>> = rows
-                    .iter()
-                    .map(|r| match decode(format, r.value) {
-                        Ok(m) => m,
-                        Err(reason) => {
-                            undecoded.add(r, || reason);
-                            None
-                        }
-                    })
-                    .collect();
-                let refs: Vec<Option<&DynamicMessage>> =
-                    decoded.iter().map(|m| m.as_ref()).collect();
-                let DataType::Struct(fields) = field.data_type() else {
-                    return Err("value column is not a struct".into());
-                };
-                struct_array(&refs, &format.message, fields, numbers)?
-            }
+            crate::layout::COL_VALUE => decoded_column(
+                field,
+                formats.value,
+                numbers,
+                rows,
+                Side::Value,
+                &mut skipped.values,
+            )?,
+            crate::layout::COL_KEY_FIELDS => decoded_column(
+                field,
+                formats.key,
+                numbers,
+                rows,
+                Side::Key,
+                &mut skipped.keys,
+            )?,
             other => return Err(format!("unknown column {other}")),
         };
         columns.push(column);
     }
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| format!("cannot assemble rows: {e}"))?;
-    Ok((batch, undecoded))
+    Ok((batch, skipped))
 }
 
-/// The value as the table's message; `Ok(None)` for a null value, `Err`
-/// says why a value is not one.
-fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMessage>, String> {
-    let Some(bytes) = value else {
+/// Which part of a record a decoded column holds.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Value,
+    Key,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Value => "value",
+            Side::Key => "key",
+        }
+    }
+
+    fn of<'a>(self, row: &KafkaRow<'a>) -> Option<&'a [u8]> {
+        match self {
+            Side::Value => row.value,
+            Side::Key => row.key,
+        }
+    }
+}
+
+/// The `value` or `key` column: each record's bytes decoded with
+/// `format`, null where they do not decode (counted in `undecoded`), and
+/// null throughout without a format.
+fn decoded_column(
+    field: &Field,
+    format: Option<&MessageFormat>,
+    numbers: &FieldNumbers,
+    rows: &[KafkaRow<'_>],
+    side: Side,
+    undecoded: &mut Undecoded,
+) -> Result<ArrayRef, String> {
+    let DataType::Struct(fields) = field.data_type() else {
+        return Err(format!("the {} column is not a struct", side.name()));
+    };
+    let Some(format) = format else {
+        return Ok(arrow_array::new_null_array(field.data_type(), rows.len()));
+    };
+    let decoded: Vec<Option<DynamicMessage>> = rows
+        .iter()
+        .map(|r| match decode(format, side.of(r), side) {
+            Ok(m) => m,
+            Err(reason) => {
+                undecoded.add(r, || reason);
+                None
+            }
+        })
+        .collect();
+    let refs: Vec<Option<&DynamicMessage>> = decoded.iter().map(|m| m.as_ref()).collect();
+    struct_array(&refs, &format.message, fields, numbers)
+}
+
+/// The bytes as the table's message; `Ok(None)` for null, `Err` says why
+/// they are not one.
+fn decode(
+    format: &MessageFormat,
+    bytes: Option<&[u8]>,
+    side: Side,
+) -> Result<Option<DynamicMessage>, String> {
+    let Some(bytes) = bytes else {
         return Ok(None);
     };
+    let side = side.name();
     let table_message = format.message.full_name();
     let (payload, message) = match &format.framing {
         Framing::Raw => (bytes, &format.message),
         Framing::Confluent(names) => {
             let frame = sluice_proto::decode_frame(bytes)
-                .map_err(|e| format!("value is not in the schema registry wire format: {e}"))?;
+                .map_err(|e| format!("{side} is not in the schema registry wire format: {e}"))?;
             let named = names.iter().find(|f| {
                 f.schema_id == frame.schema_id && frame.message_indexes == f.message_indexes
             });
@@ -171,14 +241,14 @@ fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMe
                 Some(message) if message.full_name() == table_message => (frame.payload, message),
                 Some(message) => {
                     return Err(format!(
-                        "value is a {} (schema id {}), the table holds {table_message}",
+                        "{side} is a {} (schema id {}), the table holds {table_message}",
                         message.full_name(),
                         frame.schema_id
                     ));
                 }
                 None => {
                     return Err(format!(
-                        "value names message {:?} of schema id {}, which cannot be resolved",
+                        "{side} names message {:?} of schema id {}, which cannot be resolved",
                         frame.message_indexes.as_slice(),
                         frame.schema_id
                     ));
@@ -188,7 +258,7 @@ fn decode(format: &ValueFormat, value: Option<&[u8]>) -> Result<Option<DynamicMe
     };
     DynamicMessage::decode(message.clone(), payload)
         .map(Some)
-        .map_err(|e| format!("value does not decode as {table_message}: {e}"))
+        .map_err(|e| format!("{side} does not decode as {table_message}: {e}"))
 }
 
 fn timestamps(field: &Field, rows: &[KafkaRow<'_>]) -> Result<TimestampMicrosecondArray, String> {
@@ -645,7 +715,11 @@ mod tests {
         let schema = CompiledSchema::compile(ORDER, &BTreeMap::new()).unwrap();
         let message = schema.pool().get_message_by_name("shop.Order").unwrap();
         let mut ids = FieldIds::default();
-        let table = table_schema(Some(&message), &mut ids).unwrap();
+        let at = crate::layout::Versioned {
+            message: &message,
+            version: 1,
+        };
+        let table = table_schema(Some(at), None, &mut ids).unwrap();
         let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&table).unwrap());
 
         let mut order = DynamicMessage::new(message.clone());
@@ -692,7 +766,7 @@ mod tests {
                 headers: vec![],
             },
         ];
-        let format = ValueFormat {
+        let format = MessageFormat {
             message: message.clone(),
             schema_version: 1,
             framing: Framing::Confluent(Arc::new(vec![FramedAs {
@@ -702,8 +776,12 @@ mod tests {
             }])),
             history: Arc::new(vec![(1, message)]),
         };
-        let (batch, undecoded) =
-            to_record_batch(&arrow, Some(&format), &ids.numbers(), &rows).unwrap();
+        let formats = Formats {
+            value: Some(&format),
+            key: None,
+        };
+        let (batch, skipped) = to_record_batch(&arrow, formats, &ids.numbers(), &rows).unwrap();
+        let undecoded = skipped.values;
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(undecoded.count, 1);
         assert_eq!(undecoded.first.as_ref().map(|f| (f.0, f.1)), Some((0, 6)));
@@ -744,10 +822,13 @@ mod tests {
             .collect();
         let mut ids = FieldIds::default();
         let mut schema = None;
-        for (i, m) in compiled.iter().enumerate() {
-            let tag = format!("v{}", i + 1);
+        for (i, message) in compiled.iter().enumerate() {
+            let at = crate::layout::Versioned {
+                message,
+                version: i as i32 + 1,
+            };
             let (next, _) =
-                crate::layout::evolve_schema(Some(m), &mut ids, schema.as_ref(), &tag).unwrap();
+                crate::layout::evolve_schema(Some(at), None, &mut ids, schema.as_ref()).unwrap();
             schema = Some(next);
         }
         let table = schema.unwrap();
@@ -809,7 +890,7 @@ mod tests {
                 message: m.clone(),
             })
             .collect();
-        let format = ValueFormat {
+        let format = MessageFormat {
             message: compiled[2].clone(),
             schema_version: 3,
             framing: Framing::Confluent(Arc::new(framings)),
@@ -822,9 +903,12 @@ mod tests {
                     .collect(),
             ),
         };
-        let (batch, undecoded) =
-            to_record_batch(&arrow, Some(&format), &ids.numbers(), &rows).unwrap();
-        assert_eq!(undecoded.count, 0);
+        let formats = Formats {
+            value: Some(&format),
+            key: None,
+        };
+        let (batch, skipped) = to_record_batch(&arrow, formats, &ids.numbers(), &rows).unwrap();
+        assert_eq!(skipped.values.count, 0);
         let value = batch.column_by_name("value").unwrap().as_struct();
         let qty = value
             .column_by_name("qty")
@@ -859,5 +943,82 @@ mod tests {
             vec![None, None, Some("x")],
             "the new column holds the new-typed values"
         );
+    }
+
+    /// A topic with a key schema: keys decode into the `key` column, beside
+    /// the value; a key that does not decode is null there and counted,
+    /// its bytes still in `kafka_key`.
+    #[test]
+    fn keys_decode_into_their_own_column() {
+        let text = "syntax = \"proto3\"; package shop;
+            message Order { string id = 1; }
+            message OrderKey { string tenant = 1; int64 number = 2; }";
+        let schema = CompiledSchema::compile(text, &BTreeMap::new()).unwrap();
+        let value = schema.pool().get_message_by_name("shop.Order").unwrap();
+        let key = schema.pool().get_message_by_name("shop.OrderKey").unwrap();
+        let at = |message| {
+            Some(crate::layout::Versioned {
+                message,
+                version: 1,
+            })
+        };
+        let mut ids = FieldIds::default();
+        let table = table_schema(at(&value), at(&key), &mut ids).unwrap();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&table).unwrap());
+        let mut k = DynamicMessage::new(key.clone());
+        k.set_field_by_name("tenant", Value::String("acme".into()));
+        k.set_field_by_name("number", Value::I64(42));
+        let key_bytes = sluice_proto::encode_frame(3, &[1], &k.encode_to_vec());
+        let mut v = DynamicMessage::new(value.clone());
+        v.set_field_by_name("id", Value::String("o-1".into()));
+        let value_bytes = sluice_proto::encode_frame(3, &[0], &v.encode_to_vec());
+        let row = |offset, key: Option<&'static [u8]>| KafkaRow {
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            key,
+            value: None,
+            headers: vec![],
+        };
+        let key_bytes: &'static [u8] = key_bytes.leak();
+        let value_bytes: &'static [u8] = value_bytes.leak();
+        let mut rows = vec![row(0, Some(key_bytes)), row(1, Some(b"\xff"))];
+        rows[0].value = Some(value_bytes);
+        let format = |message: &MessageDescriptor, indexes: Vec<i32>| MessageFormat {
+            message: message.clone(),
+            schema_version: 1,
+            framing: Framing::Confluent(Arc::new(vec![FramedAs {
+                schema_id: 3,
+                message_indexes: indexes,
+                message: message.clone(),
+            }])),
+            history: Arc::new(vec![(1, message.clone())]),
+        };
+        let (value_format, key_format) = (format(&value, vec![0]), format(&key, vec![1]));
+        let formats = Formats {
+            value: Some(&value_format),
+            key: Some(&key_format),
+        };
+        let (batch, skipped) = to_record_batch(&arrow, formats, &ids.numbers(), &rows).unwrap();
+        assert_eq!(skipped.values.count, 0, "a null value is not undecoded");
+        assert_eq!(skipped.keys.count, 1);
+        assert_eq!(skipped.keys.first.as_ref().map(|f| f.1), Some(1));
+        let keys = batch.column_by_name("key").unwrap().as_struct();
+        let tenant = keys.column_by_name("tenant").unwrap().as_string::<i32>();
+        assert_eq!(tenant.value(0), "acme");
+        let number = keys
+            .column_by_name("number")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>();
+        assert_eq!(number.value(0), 42);
+        assert!(keys.is_null(1));
+        let values = batch.column_by_name("value").unwrap().as_struct();
+        let id = values.column_by_name("id").unwrap().as_string::<i32>();
+        assert_eq!(id.value(0), "o-1");
+        let raw = batch
+            .column_by_name("kafka_key")
+            .unwrap()
+            .as_binary::<i64>();
+        assert_eq!(raw.value(1), b"\xff");
     }
 }

@@ -6,11 +6,11 @@
 //! table is written by the broker alone.
 //!
 //! A reader restricted by field policies queries views instead of the
-//! tables: each [`TableGuard`] names the `value` fields the reader may not
-//! see, and the view leaves them out, masks them or hashes them exactly as
-//! Kafka fetches do (so a hashed email joins across both). The raw
-//! `kafka_value` column, which holds every field, is left out of such a
-//! view. Only the guarded views are reachable from the query: the tables
+//! tables: each [`TableGuard`] names the `value` (and `key`) fields the
+//! reader may not see, and the view leaves them out, masks them or hashes
+//! them exactly as Kafka fetches do (so a hashed email joins across both).
+//! The raw `kafka_value` (`kafka_key`) column, which holds every field, is
+//! left out of such a view. Only the guarded views are reachable from the query: the tables
 //! behind them are not registered under any name.
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,8 +45,9 @@ pub struct TableGuard {
     /// Paths of field names under the `value` column, and what the reader
     /// gets instead.
     pub hidden: Vec<(Vec<String>, Hidden)>,
-    /// Leave out `kafka_key` (its schema hides fields from the reader).
-    pub hide_key: bool,
+    /// The same for the fields of the `key` column (topics with a key
+    /// schema). When any is hidden, `kafka_key` is left out too.
+    pub key_hidden: Vec<(Vec<String>, Hidden)>,
     /// The reader may not read the table at all: it is not there for them.
     pub denied: bool,
 }
@@ -169,24 +170,33 @@ struct Node {
     children: BTreeMap<String, Node>,
 }
 
-fn guarded_columns(schema: &datafusion::common::DFSchema, guard: &TableGuard) -> Vec<Expr> {
-    let mut root = Node::default();
-    for (path, how) in &guard.hidden {
-        let mut node = &mut root;
-        for name in path {
-            node = node.children.entry(name.clone()).or_default();
+impl Node {
+    fn of(hidden: &[(Vec<String>, Hidden)]) -> Node {
+        let mut root = Node::default();
+        for (path, how) in hidden {
+            let mut node = &mut root;
+            for name in path {
+                node = node.children.entry(name.clone()).or_default();
+            }
+            node.action = Some(*how);
         }
-        node.action = Some(*how);
+        root
     }
+}
+
+fn guarded_columns(schema: &datafusion::common::DFSchema, guard: &TableGuard) -> Vec<Expr> {
+    let value = Node::of(&guard.hidden);
+    let key = Node::of(&guard.key_hidden);
     let mut out = Vec::new();
     for (qualifier, field) in schema.iter() {
         let name = field.name().as_str();
         let column = Expr::Column(Column::new(qualifier.cloned(), name));
         let projected = match name {
-            crate::layout::COL_VALUE => project(column, field.data_type(), &root),
-            // The value exactly as produced holds every field.
+            crate::layout::COL_VALUE => project(column, field.data_type(), &value),
+            crate::layout::COL_KEY_FIELDS => project(column, field.data_type(), &key),
+            // The value (key) exactly as produced holds every field.
             crate::layout::COL_VALUE_BYTES if !guard.hidden.is_empty() => None,
-            crate::layout::COL_KEY if guard.hide_key => None,
+            crate::layout::COL_KEY if !guard.key_hidden.is_empty() => None,
             _ => Some(column),
         };
         match projected {

@@ -25,8 +25,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{ArchiveIndex, FileRange, IndexedCommit, LakeCatalog};
-use crate::layout::{self, FIELD_IDS_PROPERTY, FieldIds};
-use crate::rows::{KafkaRow, Undecoded, ValueFormat, to_record_batch};
+use crate::layout::{self, FieldIds, Versioned};
+use crate::rows::{Formats, KafkaRow, MessageFormat, Skipped, to_record_batch};
 
 /// Table property naming what the table's layout was derived from (the
 /// subject's schema id and the partitioning, or `none`), so a new schema
@@ -100,6 +100,11 @@ pub const TOPIC_ID_PROPERTY: &str = "sluice.topic-id";
 /// Table property: the newest subject version whose message the table's
 /// columns have taken in.
 pub const VALUE_VERSION_PROPERTY: &str = "sluice.value-schema-version";
+/// Table property: the full name of the Protobuf message whose fields the
+/// `key` column holds (topics with a key schema).
+pub const KEY_MESSAGE_PROPERTY: &str = "sluice.key-message";
+/// Table property: the newest key subject version the `key` column took in.
+pub const KEY_VERSION_PROPERTY: &str = "sluice.key-schema-version";
 /// Snapshot summary key listing the offsets a commit added
 /// (`partition:first-last,…`).
 pub const OFFSETS_SUMMARY: &str = "sluice.offsets";
@@ -111,35 +116,39 @@ pub fn table_name(topic: &str) -> String {
     topic.replace(['.', '-'], "_")
 }
 
-/// The subject versions whose message a table's columns still have to take
-/// in, oldest first: those after the newest one it took in. A table that
-/// has no value column yet takes in every version; one whose columns came
-/// from a single version (before versions were recorded) starts from the
-/// latest. Always at least the latest (a subject deleted and registered
-/// anew starts its versions again).
+/// The subject versions whose message a table's `column` (value or key)
+/// still has to take in, oldest first: those after the newest one it took
+/// in (`version_property`). A table without the column yet takes in every
+/// version; one whose columns came from a single version (before versions
+/// were recorded) starts from the latest. Always at least the latest (a
+/// subject deleted and registered anew starts its versions again).
 fn versions_to_take<'a>(
-    format: &'a ValueFormat,
-    props: &HashMap<String, String>,
-    schema: &Schema,
-) -> Vec<(i32, &'a prost_reflect::MessageDescriptor)> {
-    let taken = props
-        .get(VALUE_VERSION_PROPERTY)
-        .and_then(|v| v.parse::<i32>().ok());
+    format: &'a MessageFormat,
+    taken: Option<&String>,
+    has_column: bool,
+) -> Vec<Versioned<'a>> {
+    let taken = taken.and_then(|v| v.parse::<i32>().ok());
     let after = match taken {
         Some(v) => v,
-        None if schema.field_by_id(layout::ID_VALUE).is_none() => i32::MIN,
+        None if !has_column => i32::MIN,
         None => format.schema_version - 1,
     };
     let steps: Vec<_> = format
         .history
         .iter()
         .filter(|(v, _)| *v > after && *v <= format.schema_version)
-        .map(|(v, m)| (*v, m))
+        .map(|(version, message)| Versioned {
+            message,
+            version: *version,
+        })
         .collect();
-    if steps.last().map(|(v, _)| *v) == Some(format.schema_version) {
+    if steps.last().map(|s| s.version) == Some(format.schema_version) {
         steps
     } else {
-        vec![(format.schema_version, &format.message)]
+        vec![Versioned {
+            message: &format.message,
+            version: format.schema_version,
+        }]
     }
 }
 
@@ -147,7 +156,27 @@ fn versions_to_take<'a>(
 #[derive(Debug, Clone)]
 pub struct TopicTable {
     pub table: Table,
-    pub format: Option<ValueFormat>,
+    /// How values decode into the `value` column (none without a schema).
+    pub value_format: Option<MessageFormat>,
+    /// How keys decode into the `key` column (none without a key schema).
+    pub key_format: Option<MessageFormat>,
+}
+
+impl TopicTable {
+    fn formats(&self) -> Formats<'_> {
+        Formats {
+            value: self.value_format.as_ref(),
+            key: self.key_format.as_ref(),
+        }
+    }
+
+    pub(crate) fn with_table(&self, table: Table) -> TopicTable {
+        TopicTable {
+            table,
+            value_format: self.value_format.clone(),
+            key_format: self.key_format.clone(),
+        }
+    }
 }
 
 pub struct Lakehouse {
@@ -176,14 +205,15 @@ impl Lakehouse {
     }
 
     /// Loads the topic's table, creating it or evolving its schema and
-    /// partition spec so that it matches `format` (identified by `source`,
-    /// e.g. the subject's latest schema id) and `partitioning`. `topic_id`
-    /// tells apart topics that reuse a name.
+    /// partition spec so that it matches the value and key formats
+    /// (identified by `source`, e.g. the subjects' latest schema ids) and
+    /// `partitioning`. `topic_id` tells apart topics that reuse a name.
     pub async fn prepare(
         &self,
         topic: &str,
         topic_id: &str,
-        format: Option<ValueFormat>,
+        value_format: Option<MessageFormat>,
+        key_format: Option<MessageFormat>,
         source: &str,
         partitioning: Partitioning,
     ) -> iceberg::Result<TopicTable> {
@@ -205,56 +235,86 @@ impl Lakehouse {
             None => self.create(topic, topic_id, &ident, partitioning).await?,
         };
         let props = table.metadata().properties();
+        let prepared = TopicTable {
+            table: table.clone(),
+            value_format,
+            key_format,
+        };
         if props.get(SOURCE_SCHEMA_PROPERTY).map(String::as_str) == Some(source) {
-            return Ok(TopicTable { table, format });
+            return Ok(prepared);
         }
         // New schema source: derive the columns again, keeping ids by path.
-        let mut ids = FieldIds::from_property(
-            props.get(FIELD_IDS_PROPERTY).map(String::as_str),
-            table.metadata().last_column_id(),
-        )
-        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
         let invalid = |e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e);
+        let mut ids =
+            FieldIds::from_properties(props, table.metadata().last_column_id()).map_err(invalid)?;
         let mut schema = table.metadata().current_schema().as_ref().clone();
         let mut conflicts = Vec::new();
-        match &format {
-            None => {
-                schema = layout::evolve_schema(None, &mut ids, Some(&schema), "")
-                    .map_err(invalid)?
-                    .0;
-            }
-            Some(format) => {
-                for (version, message) in versions_to_take(format, props, &schema) {
-                    let (next, notes) = layout::evolve_schema(
-                        Some(message),
-                        &mut ids,
-                        Some(&schema),
-                        &format!("v{version}"),
-                    )
-                    .map_err(invalid)?;
-                    schema = next;
-                    conflicts.extend(notes.into_iter().map(|n| format!("version {version}: {n}")));
-                }
-            }
+        // Each side takes in its versions in turn; the other side's column
+        // stays as it is meanwhile.
+        let value_steps = prepared.value_format.as_ref().map(|f| {
+            let has = schema.field_by_id(layout::ID_VALUE).is_some();
+            versions_to_take(f, props.get(VALUE_VERSION_PROPERTY), has)
+        });
+        let key_steps = prepared.key_format.as_ref().map(|f| {
+            let has = schema.field_by_name(layout::COL_KEY_FIELDS).is_some();
+            versions_to_take(f, props.get(KEY_VERSION_PROPERTY), has)
+        });
+        let steps = value_steps
+            .into_iter()
+            .flatten()
+            .map(|v| ("value", Some(v), None))
+            .chain(
+                key_steps
+                    .into_iter()
+                    .flatten()
+                    .map(|k| ("key", None, Some(k))),
+            )
+            .collect::<Vec<_>>();
+        if steps.is_empty() {
+            schema = layout::evolve_schema(None, None, &mut ids, Some(&schema))
+                .map_err(invalid)?
+                .0;
+        }
+        for (side, value, key) in steps {
+            let version = value.or(key).map(|v| v.version).unwrap_or_default();
+            let (next, notes) =
+                layout::evolve_schema(value, key, &mut ids, Some(&schema)).map_err(invalid)?;
+            schema = next;
+            conflicts.extend(
+                notes
+                    .into_iter()
+                    .map(|n| format!("{side} schema version {version}: {n}")),
+            );
         }
         for conflict in &conflicts {
             tracing::warn!(topic, table = %ident, %conflict, "incompatible schema change");
             metrics::counter!("sluice_table_incompatible_changes_total", "topic" => topic.to_owned())
                 .increment(1);
         }
-        let mut properties = HashMap::from([
-            (FIELD_IDS_PROPERTY.to_string(), ids.to_property()),
-            (SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string()),
-        ]);
-        if let Some(format) = &format {
-            properties.insert(
-                VALUE_MESSAGE_PROPERTY.to_string(),
-                format.message.full_name().to_string(),
-            );
-            properties.insert(
-                VALUE_VERSION_PROPERTY.to_string(),
-                format.schema_version.to_string(),
-            );
+        let mut properties: HashMap<String, String> = HashMap::from(ids.to_properties());
+        properties.insert(SOURCE_SCHEMA_PROPERTY.to_string(), source.to_string());
+        for (format, message_property, version_property) in [
+            (
+                &prepared.value_format,
+                VALUE_MESSAGE_PROPERTY,
+                VALUE_VERSION_PROPERTY,
+            ),
+            (
+                &prepared.key_format,
+                KEY_MESSAGE_PROPERTY,
+                KEY_VERSION_PROPERTY,
+            ),
+        ] {
+            if let Some(format) = format {
+                properties.insert(
+                    message_property.to_string(),
+                    format.message.full_name().to_string(),
+                );
+                properties.insert(
+                    version_property.to_string(),
+                    format.schema_version.to_string(),
+                );
+            }
         }
         let spec = partitioning.spec()?;
         let same_spec = {
@@ -280,7 +340,7 @@ impl Lakehouse {
             })
             .await?;
         tracing::info!(topic, table = %ident, source, "table schema updated");
-        Ok(TopicTable { table, format })
+        Ok(prepared.with_table(table))
     }
 
     /// The topic's table as it is now, if it exists (for maintenance; the
@@ -292,7 +352,8 @@ impl Lakehouse {
         }
         Ok(Some(TopicTable {
             table: self.catalog.load_table(&ident).await?,
-            format: None,
+            value_format: None,
+            key_format: None,
         }))
     }
 
@@ -389,35 +450,31 @@ impl Lakehouse {
     /// archive per partition after this commit; it is recorded with the
     /// offset index in the same database transaction as the table commit.
     ///
-    /// Also returns the values that could not be decoded into the `value`
-    /// column (kept as bytes in `kafka_value`), for the caller to report.
+    /// Also returns the values and keys that could not be decoded into
+    /// the `value` and `key` columns (kept as bytes in `kafka_value` and
+    /// `kafka_key`), for the caller to report.
     pub async fn append(
         &self,
         topic: &TopicTable,
         rows: &[KafkaRow<'_>],
         progress: Vec<(i32, i64)>,
-    ) -> iceberg::Result<(TopicTable, Undecoded)> {
+    ) -> iceberg::Result<(TopicTable, Skipped)> {
         let table = &topic.table;
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
         let mut ranges = Vec::new();
         let mut data_files: Vec<DataFile> = Vec::new();
-        let mut undecoded = Undecoded::default();
+        let mut skipped = Skipped::default();
         if !rows.is_empty() {
-            let numbers = FieldIds::from_property(
-                metadata
-                    .properties()
-                    .get(FIELD_IDS_PROPERTY)
-                    .map(String::as_str),
-                metadata.last_column_id(),
-            )
-            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?
-            .numbers();
-            let (batch, skipped) =
-                to_record_batch(&arrow_schema, topic.format.as_ref(), &numbers, rows)
-                    .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e))?;
-            undecoded = skipped;
+            let invalid = |e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e);
+            let numbers =
+                FieldIds::from_properties(metadata.properties(), metadata.last_column_id())
+                    .map_err(invalid)?
+                    .numbers();
+            let (batch, left_out) =
+                to_record_batch(&arrow_schema, topic.formats(), &numbers, rows).map_err(invalid)?;
+            skipped = left_out;
             for (file, file_ranges) in self.write_files(table, &batch).await? {
                 ranges.extend(file_ranges);
                 data_files.push(file);
@@ -440,11 +497,7 @@ impl Lakehouse {
             .set_snapshot_properties(HashMap::from([(OFFSETS_SUMMARY.to_string(), summary)]))
             .apply(tx)?;
         let table = tx.commit(&commit).await?;
-        let topic = TopicTable {
-            table,
-            format: topic.format.clone(),
-        };
-        Ok((topic, undecoded))
+        Ok((topic.with_table(table), skipped))
     }
 }
 
@@ -549,10 +602,7 @@ impl Lakehouse {
                 }
             }
         }
-        Ok(TopicTable {
-            table,
-            format: topic.format.clone(),
-        })
+        Ok(topic.with_table(table))
     }
 }
 

@@ -535,6 +535,13 @@ pub struct HttpTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum TableCmd {
+    /// Show a topic table's columns, the schema versions that brought each
+    /// in (and retired it), and its snapshot totals.
+    Describe {
+        topic: String,
+        #[command(flatten)]
+        target: HttpTarget,
+    },
     /// Rewrite a topic table's small files into larger ones, and remove
     /// files whose records retention deleted.
     Compact {
@@ -616,6 +623,7 @@ pub(crate) async fn http_request(
 
 pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
     let (addr, path, topic) = match &cmd {
+        TableCmd::Describe { topic, target } => return describe_table(topic, target).await,
         TableCmd::Compact { topic, target } => (
             &target.http,
             format!("/admin/tables/{topic}/compact"),
@@ -655,9 +663,81 @@ pub async fn tables(cmd: TableCmd) -> anyhow::Result<()> {
             vec!["snapshots before".into(), field("snapshots_before")],
             vec!["snapshots after".into(), field("snapshots_after")],
         ],
+        TableCmd::Describe { .. } => vec![],
     };
     println!("table of topic {topic}");
     print!("{}", table(&["", "COUNT"], &rows));
+    Ok(())
+}
+
+/// `sluice table describe`: the table's facts, then one row per column
+/// with the schema versions that brought it in and retired it.
+async fn describe_table(topic: &str, target: &HttpTarget) -> anyhow::Result<()> {
+    use sluice_lakehouse::describe::TableDescription;
+    let (status, body) =
+        http_request(&target.http, "GET", &format!("/admin/tables/{topic}"), "").await?;
+    if status != 200 {
+        bail!("the broker answered HTTP {status}: {}", body.trim());
+    }
+    let d: TableDescription = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("unexpected answer from the broker: {e}"))?;
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let subject = |part: &str, message: &Option<String>, version: Option<i32>| {
+        message.as_ref().map(|m| {
+            format!(
+                "{m} (subject {topic}-{part}, version {})",
+                or_dash(version.map(|v| v.to_string()))
+            )
+        })
+    };
+    let facts = vec![
+        vec!["table".into(), d.table.clone()],
+        vec!["location".into(), d.location.clone()],
+        vec!["partitioning".into(), d.partitioning.clone()],
+        vec![
+            "value".into(),
+            subject("value", &d.value_message, d.value_schema_version)
+                .unwrap_or_else(|| "bytes only (no schema)".into()),
+        ],
+        vec![
+            "key".into(),
+            subject("key", &d.key_message, d.key_schema_version)
+                .unwrap_or_else(|| "bytes only (no schema)".into()),
+        ],
+        vec!["snapshots".into(), d.snapshots.to_string()],
+        vec!["records".into(), or_dash(d.records.map(|r| r.to_string()))],
+        vec![
+            "data files".into(),
+            or_dash(d.data_files.map(|f| f.to_string())),
+        ],
+    ];
+    for fact in &facts {
+        println!("{:<13}{}", fact[0], fact[1]);
+    }
+    println!();
+    let version = |v: Option<i32>| or_dash(v.map(|v| format!("v{v}")));
+    let rows: Vec<Vec<String>> = d
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.type_name.clone(),
+                c.id.to_string(),
+                if c.required { "yes" } else { "no" }.into(),
+                version(c.since),
+                version(c.retired),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["COLUMN", "TYPE", "ID", "", "ADDED IN", "RETIRED IN"],
+            &rows
+        )
+    );
+    println!("(versions of value.* columns are of subject {topic}-value, of key.* of {topic}-key)");
     Ok(())
 }
 

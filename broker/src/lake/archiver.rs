@@ -2,7 +2,8 @@
 //! committed to the topic's Iceberg table, every commit interval.
 //!
 //! Per topic and round: resolve the value schema (subject `T-value`, or the
-//! raw message type of `sluice.value.message.type`), create or evolve the
+//! raw message type of `sluice.value.message.type`) and the key schema
+//! (`T-key`, `sluice.key.message.type`), create or evolve the
 //! table, read the batches after the archived position of every partition,
 //! and commit them as one fast append. The table commit and the new
 //! archived positions (plus the offset → file index) are written in one
@@ -23,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_lakehouse::table::Partitioning;
-use sluice_lakehouse::{FramedAs, Framing, KafkaRow, Lakehouse, TopicTable, ValueFormat};
+use sluice_lakehouse::{FramedAs, Framing, KafkaRow, Lakehouse, MessageFormat, TopicTable};
 use sluice_schema_registry::RegistryError;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::batch;
 use crate::node::state::SharedBroker;
 use crate::store::meta::TopicRecord;
-use crate::store::topic_config::{TABLE_PARTITIONING, VALUE_MESSAGE_TYPE};
+use crate::store::topic_config::{KEY_MESSAGE_TYPE, TABLE_PARTITIONING, VALUE_MESSAGE_TYPE};
 
 /// Most batches read per partition in one round; the rest waits for the
 /// next round (which starts at once when a round was full).
@@ -169,19 +170,63 @@ async fn mark_archived_at_startup(broker: &SharedBroker, lake: &Lakehouse) -> an
     Ok(())
 }
 
-/// What a topic's `value` column holds.
-enum ValueColumn {
-    /// No value schema: values are kept as bytes only.
+/// The part of a record a decoded column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Value,
+    Key,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Value => "value",
+            Part::Key => "key",
+        }
+    }
+
+    /// The subject whose schema the part follows.
+    fn subject(self, topic: &str) -> String {
+        format!("{topic}-{}", self.name())
+    }
+
+    /// The topic config naming the raw (unframed) message type.
+    fn raw_type_config(self) -> &'static str {
+        match self {
+            Part::Value => VALUE_MESSAGE_TYPE,
+            Part::Key => KEY_MESSAGE_TYPE,
+        }
+    }
+
+    /// The table property naming the message the column holds.
+    fn message_property(self) -> &'static str {
+        match self {
+            Part::Value => sluice_lakehouse::table::VALUE_MESSAGE_PROPERTY,
+            Part::Key => sluice_lakehouse::table::KEY_MESSAGE_PROPERTY,
+        }
+    }
+
+    fn of<'a>(self, row: &KafkaRow<'a>) -> Option<&'a [u8]> {
+        match self {
+            Part::Value => row.value,
+            Part::Key => row.key,
+        }
+    }
+}
+
+/// What a topic's `value` (or `key`) column holds.
+enum DecodedColumn {
+    /// No schema: the bytes are kept only as they are.
     Bytes,
     /// The schema declares several messages and there is no record yet to
     /// say which one the topic carries: the table waits for the first.
     Undecided,
     /// Values of this message, with a name for the layout that changes
     /// whenever the table's columns must be derived again.
-    Message(ValueFormat, String),
+    Message(MessageFormat, String),
 }
 
-/// Which message a topic's table holds.
+/// Which message a topic's table holds in its `value` (or `key`) column.
 ///
 /// - `sluice.value.message.type` (raw Protobuf) names it;
 /// - otherwise the message the table already holds (`pinned`), as long as
@@ -191,15 +236,16 @@ enum ValueColumn {
 ///   (`framings`, in record order; `records` says whether there are any).
 ///
 /// Once chosen it stays: records framed as another message of the schema
-/// are kept as bytes with a null `value`, and reported.
-async fn value_column(
+/// are kept as bytes with a null column, and reported.
+async fn decoded_column(
     broker: &SharedBroker,
     topic: &TopicRecord,
+    part: Part,
     pinned: Option<&str>,
     framings: &[FramedAs],
     records: bool,
-) -> anyhow::Result<ValueColumn> {
-    let subject = format!("{}-value", topic.name);
+) -> anyhow::Result<DecodedColumn> {
+    let subject = part.subject(&topic.name);
     let latest = match broker
         .validator
         .registry()
@@ -207,11 +253,11 @@ async fn value_column(
         .await
     {
         Ok(s) => s,
-        Err(RegistryError::SubjectNotFound(_)) => return Ok(ValueColumn::Bytes),
+        Err(RegistryError::SubjectNotFound(_)) => return Ok(DecodedColumn::Bytes),
         Err(e) => anyhow::bail!("cannot read subject {subject}: {e}"),
     };
     let pool = latest.schema.pool();
-    let raw_type = topic.config.get(VALUE_MESSAGE_TYPE);
+    let raw_type = topic.config.get(part.raw_type_config());
     let (message, framing) = if raw_type.is_empty() {
         let declared = |name: &str| pool.get_message_by_name(name);
         let top_level: Vec<_> = latest.schema.file().messages().collect();
@@ -226,7 +272,7 @@ async fn value_column(
         let message = match (chosen, top_level.first()) {
             (Some(message), _) => message,
             (None, None) => anyhow::bail!("subject {subject} declares no message"),
-            (None, Some(_)) if !records => return Ok(ValueColumn::Undecided),
+            (None, Some(_)) if !records => return Ok(DecodedColumn::Undecided),
             (None, Some(first)) => {
                 // None of the records names a message of the latest schema
                 // (all are reported as undecodable): the table cannot wait
@@ -234,7 +280,8 @@ async fn value_column(
                 tracing::warn!(
                     topic = %topic.name,
                     message = first.full_name(),
-                    "no archived record names a message of the latest value schema; the table takes its first message"
+                    "no archived record names a message of the latest {} schema; the table takes its first message",
+                    part.name()
                 );
                 first.clone()
             }
@@ -262,22 +309,64 @@ async fn value_column(
             Some((v.version, m))
         })
         .collect();
-    let format = ValueFormat {
+    let format = MessageFormat {
         message,
         framing,
         schema_version: latest.version,
         history: Arc::new(history),
     };
-    Ok(ValueColumn::Message(format, source))
+    Ok(DecodedColumn::Message(format, source))
 }
 
-/// The message each framing among `rows` names, in order of first use
-/// (framings whose schema cannot be read or has no such message are left
-/// out: their values are reported as undecodable).
-async fn framings(broker: &SharedBroker, rows: &[KafkaRow<'_>]) -> Vec<FramedAs> {
+/// The formats of a topic's `value` and `key` columns for this round and
+/// the name of the layout they make; `None` while the table waits for a
+/// record to say which message a schema's column holds. `current` are
+/// the properties of the topic's table, if it has one.
+async fn formats(
+    broker: &SharedBroker,
+    topic: &TopicRecord,
+    current: Option<&HashMap<String, String>>,
+    rows: &[KafkaRow<'_>],
+) -> anyhow::Result<Option<(Option<MessageFormat>, Option<MessageFormat>, String)>> {
+    let mut out = Vec::with_capacity(2);
+    for part in [Part::Value, Part::Key] {
+        let pinned = current.and_then(|props| props.get(part.message_property()).cloned());
+        let framings = framings(broker, rows.iter().filter_map(|r| part.of(r))).await;
+        let column = decoded_column(
+            broker,
+            topic,
+            part,
+            pinned.as_deref(),
+            &framings,
+            !rows.is_empty(),
+        );
+        out.push(match column.await? {
+            DecodedColumn::Bytes => (None, None),
+            DecodedColumn::Undecided => return Ok(None),
+            DecodedColumn::Message(format, source) => (Some(format), Some(source)),
+        });
+    }
+    let [(value, value_source), (key, key_source)] = <[_; 2]>::try_from(out)
+        .map_err(|_| anyhow::anyhow!("expected the value and the key column"))?;
+    // Tables of topics without a key schema keep the name they had before
+    // keys were decoded.
+    let source = match (value_source, key_source) {
+        (v, None) => v.unwrap_or_else(|| "none".to_string()),
+        (v, Some(k)) => format!("{};{k}", v.as_deref().unwrap_or("none")),
+    };
+    Ok(Some((value, key, source)))
+}
+
+/// The message each framing among `framed` (values or keys) names, in
+/// order of first use (framings whose schema cannot be read or has no such
+/// message are left out: their records are reported as undecodable).
+async fn framings<'a>(
+    broker: &SharedBroker,
+    framed: impl Iterator<Item = &'a [u8]>,
+) -> Vec<FramedAs> {
     let mut seen: Vec<(u32, Vec<i32>)> = Vec::new();
     let mut out = Vec::new();
-    for value in rows.iter().filter_map(|r| r.value) {
+    for value in framed {
         let Ok(frame) = sluice_proto::decode_frame(value) else {
             continue;
         };
@@ -454,14 +543,14 @@ async fn expire_if_due(lake: &Lakehouse, topic: &TopicRecord, table: TopicTable)
     }
 }
 
-/// The table to append this round to, laid out for the value column's
-/// message (`source`) and the topic's partitioning: the cached one if its
-/// layout is that, else the table evolved (or made) to it.
+/// The table to append this round to, laid out for the value and key
+/// columns' messages (`source`) and the topic's partitioning: the cached
+/// one if its layout is that, else the table evolved (or made) to it.
 async fn table_for(
     lake: &Lakehouse,
     topic: &TopicRecord,
     cached: Option<&TopicTable>,
-    format: Option<ValueFormat>,
+    (value_format, key_format): (Option<MessageFormat>, Option<MessageFormat>),
     source: &str,
     partitioning: Partitioning,
 ) -> anyhow::Result<TopicTable> {
@@ -479,7 +568,8 @@ async fn table_for(
             lake.prepare(
                 &topic.name,
                 &topic.uuid.to_string(),
-                format.clone(),
+                value_format.clone(),
+                key_format.clone(),
                 source,
                 partitioning,
             )
@@ -488,22 +578,34 @@ async fn table_for(
         }
     };
     // This round's framings go with the rows they name.
-    Ok(TopicTable { table, format })
+    Ok(TopicTable {
+        table,
+        value_format,
+        key_format,
+    })
 }
 
-/// Counts and logs (once per commit) the records whose value could not be
-/// decoded into the value column.
-fn report_undecoded(topic: &TopicRecord, undecoded: &sluice_lakehouse::Undecoded) {
-    if let Some((partition, offset, reason)) = &undecoded.first {
-        metrics::counter!("sluice_archiver_undecoded_records_total", "topic" => topic.name.clone())
-            .increment(undecoded.count as u64);
+/// Counts and logs (once per commit) the records whose value or key could
+/// not be decoded into its column.
+fn report_undecoded(topic: &TopicRecord, skipped: &sluice_lakehouse::Skipped) {
+    for (part, undecoded) in [(Part::Value, &skipped.values), (Part::Key, &skipped.keys)] {
+        let Some((partition, offset, reason)) = &undecoded.first else {
+            continue;
+        };
+        metrics::counter!(
+            "sluice_archiver_undecoded_records_total",
+            "topic" => topic.name.clone(),
+            "part" => part.name()
+        )
+        .increment(undecoded.count as u64);
         tracing::warn!(
             topic = %topic.name,
             records = undecoded.count,
             partition,
             offset,
             %reason,
-            "records archived with a null value column (their bytes are in kafka_value)"
+            "records archived with a null {0} column (their bytes are in kafka_{0})",
+            part.name()
         );
     }
 }
@@ -547,30 +649,21 @@ async fn archive_topic(
     metrics::gauge!("sluice_archiver_lag_records", "topic" => topic.name.clone()).set(lag as f64);
 
     let rows = rows_of(&stored)?;
-    let pinned = current.as_ref().and_then(|t| {
-        t.metadata()
-            .properties()
-            .get(sluice_lakehouse::table::VALUE_MESSAGE_PROPERTY)
-            .cloned()
-    });
-    let framings = framings(broker, &rows).await;
-    let column = value_column(
+    let Some((value_format, key_format, source)) = formats(
         broker,
         topic,
-        pinned.as_deref(),
-        &framings,
-        !rows.is_empty(),
-    );
-    let (format, source) = match column.await? {
-        ValueColumn::Bytes => (None, "none".to_string()),
-        ValueColumn::Undecided => return Ok(false),
-        ValueColumn::Message(format, source) => (Some(format), source),
+        current.as_ref().map(|t| t.metadata().properties()),
+        &rows,
+    )
+    .await?
+    else {
+        return Ok(false);
     };
     let table = table_for(
         lake,
         topic,
         tables.get(&topic.name),
-        format,
+        (value_format, key_format),
         &source,
         partitioning,
     )
@@ -581,8 +674,8 @@ async fn archive_topic(
     }
     let count = rows.len();
     let started = Instant::now();
-    let (table, undecoded) = lake.append(&table, &rows, next_offsets.clone()).await?;
-    report_undecoded(topic, &undecoded);
+    let (table, skipped) = lake.append(&table, &rows, next_offsets.clone()).await?;
+    report_undecoded(topic, &skipped);
     // The table now holds these offsets: fetches read them from there, and
     // their segments can go. (Repeated at startup in case of a crash here.)
     for (partition, next) in next_offsets {

@@ -1,7 +1,8 @@
 //! The operations HTTP endpoint on `--http-addr`: `/healthz` (the process is
 //! up), `/readyz` (the metadata store answers) and `/metrics` (Prometheus
-//! text), SQL over topic tables (`POST /sql`), and table maintenance on demand (`POST /admin/tables/{topic}/compact`
-//! and `/expire`). The Iceberg REST catalog is merged in by the server.
+//! text), SQL over topic tables (`POST /sql`), a table's columns and schema
+//! history (`GET /admin/tables/{topic}`), and table maintenance on demand
+//! (`POST /admin/tables/{topic}/compact` and `/expire`). The Iceberg REST catalog is merged in by the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn router(broker: SharedBroker) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/sql", post(run_sql))
+        .route("/admin/tables/{topic}", get(describe_table))
         .route("/admin/tables/{topic}/compact", post(compact_table))
         .route("/admin/tables/{topic}/expire", post(expire_table))
         .route("/admin/tokens", get(list_tokens).post(create_token))
@@ -405,6 +407,60 @@ async fn remove_grant(
 
 fn unavailable(e: crate::store::meta::MetaError) -> Refusal {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+}
+
+/// `GET /admin/tables/{topic}`: the table's columns, the schema versions
+/// that brought each in and retired it, and its snapshot totals. Needs
+/// DESCRIBE on the topic.
+async fn describe_table(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+) -> Result<Json<sluice_lakehouse::describe::TableDescription>, Refusal> {
+    let record = admin_topic(&ctx, &topic).await?;
+    let allowed = ctx
+        .broker
+        .authorizer
+        .allows(
+            &caller.principal,
+            caller.ip,
+            crate::security::acl::Operation::Describe,
+            crate::security::acl::ResourceType::Topic,
+            &record.name,
+        )
+        .await;
+    if !allowed {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not describe topic '{topic}' (needs DESCRIBE on it)\n",
+                caller.principal
+            ),
+        ));
+    }
+    let lake = ctx.broker.lake.lakehouse();
+    let loaded = lake.load(&topic).await.map_err(|e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the table of topic '{topic}': {e}\n"),
+        )
+    })?;
+    let table = loaded.filter(|t| {
+        t.table
+            .metadata()
+            .properties()
+            .get(sluice_lakehouse::table::TOPIC_ID_PROPERTY)
+            == Some(&record.uuid.to_string())
+    });
+    let Some(table) = table else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("topic '{topic}' has no table yet: nothing of it has been archived\n"),
+        ));
+    };
+    sluice_lakehouse::describe::describe(&table.table)
+        .map(Json)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
 }
 
 async fn compact_table(

@@ -661,8 +661,9 @@ enum Plan {
 }
 
 /// What a reader for `purpose` may not see of each topic table, for SQL.
-/// The table's `value` column follows the message its archiver chose (in
-/// the subject's latest version), so the same message decides here.
+/// The table's `value` and `key` columns follow the messages its archiver
+/// chose (in the subjects' latest versions), so the same messages decide
+/// here.
 pub async fn sql_guards(
     policies: &Policies,
     validator: &Validator,
@@ -683,16 +684,20 @@ pub async fn sql_guards(
             out
         };
         let mut guard = TableGuard::default();
-        if let Some(side) = &value {
-            let pinned = table_value_message(lake, &topic.name).await?;
-            if let Some(m) = table_message(validator, side, pinned.as_deref()).await? {
-                guard.hidden = hidden_in(&m);
-            }
+        let (value_pinned, key_pinned) = if value.is_some() || key.is_some() {
+            table_messages(lake, &topic.name).await?
+        } else {
+            (None, None)
+        };
+        if let Some(side) = &value
+            && let Some(m) = table_message(validator, side, value_pinned.as_deref()).await?
+        {
+            guard.hidden = hidden_in(&m);
         }
         if let Some(side) = &key
-            && let Some(m) = table_message(validator, side, None).await?
+            && let Some(m) = table_message(validator, side, key_pinned.as_deref()).await?
         {
-            guard.hide_key = !hidden_in(&m).is_empty();
+            guard.key_hidden = hidden_in(&m);
         }
         if guard != TableGuard::default() {
             let table = lake.ident(&topic.name);
@@ -702,23 +707,26 @@ pub async fn sql_guards(
     Ok(guards)
 }
 
-/// The message whose fields a topic table's `value` column holds, as the
-/// archiver recorded it in the table (none for a table not made yet).
-async fn table_value_message(
+/// The messages whose fields a topic table's `value` and `key` columns
+/// hold, as the archiver recorded them in the table (none for a table not
+/// made yet, or a column it does not have).
+async fn table_messages(
     lake: &sluice_lakehouse::Lakehouse,
     topic: &str,
-) -> Result<Option<String>, String> {
+) -> Result<(Option<String>, Option<String>), String> {
+    use sluice_lakehouse::table::{KEY_MESSAGE_PROPERTY, VALUE_MESSAGE_PROPERTY};
     let table = lake
         .load(topic)
         .await
         .map_err(|e| format!("cannot read the table of topic '{topic}': {e}"))?;
-    Ok(table.and_then(|t| {
-        t.table
-            .metadata()
-            .properties()
-            .get(sluice_lakehouse::table::VALUE_MESSAGE_PROPERTY)
-            .cloned()
-    }))
+    let Some(table) = table else {
+        return Ok((None, None));
+    };
+    let props = table.table.metadata().properties();
+    Ok((
+        props.get(VALUE_MESSAGE_PROPERTY).cloned(),
+        props.get(KEY_MESSAGE_PROPERTY).cloned(),
+    ))
 }
 
 /// The message a side's table columns follow: for a framed side, the

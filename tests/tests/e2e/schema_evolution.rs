@@ -237,4 +237,165 @@ fn check_every_reader(broker: &Broker, produced: &[String]) {
         vec![vec!["false", "20"], vec!["true", "10"]],
         "{groups}"
     );
+
+    // `sluice table describe` tells which version brought in each column
+    // and which retired it, however many versions a commit took in.
+    let described = sluice_cli(&["table", "describe", TOPIC, "--http", &http]);
+    let column = |name: &str| -> Vec<String> {
+        described
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no column {name} in:\n{described}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    // COLUMN TYPE ID REQUIRED ADDED-IN RETIRED-IN
+    assert_eq!(column("value.order_id")[1], "string", "{described}");
+    assert_eq!(column("value.order_id")[4..], ["v1", "-"], "{described}");
+    assert_eq!(column("value.coupon")[4..], ["v2", "-"], "{described}");
+    assert_eq!(column("value.amount")[1], "long", "{described}");
+    assert_eq!(column("value.amount")[4..], ["v1", "v3"], "{described}");
+    assert_eq!(
+        column("kafka_offset")[3..],
+        ["yes", "-", "-"],
+        "{described}"
+    );
+    assert!(
+        described.contains("shop.Order (subject evolving.orders-value, version 3)"),
+        "{described}"
+    );
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("records") && l.ends_with(" 30")),
+        "{described}"
+    );
+}
+
+/// Produces five records whose key is an `OrderKey` (serialized as the
+/// key, subject `T-key`) and whose value is an `Order`, with
+/// confluent-kafka's serializers. Prints the keys as hex.
+const PRODUCE_KEYED: &str = r#"
+import json, sys
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+
+addr, registry, topic = sys.argv[1], sys.argv[2], sys.argv[3]
+T = descriptor_pb2.FieldDescriptorProto
+def message_class(file, name, fields):
+    f = descriptor_pb2.FileDescriptorProto(name=file, package="shop", syntax="proto3")
+    m = f.message_type.add(name=name)
+    for fname, number, ftype in fields:
+        m.field.add(name=fname, number=number, type=ftype, label=T.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop." + name))
+Key = message_class("shop/order_key.proto", "OrderKey", [("tenant", 1, T.TYPE_STRING), ("number", 2, T.TYPE_INT64)])
+Order = message_class("shop/order.proto", "Order", [("order_id", 1, T.TYPE_STRING), ("amount", 2, T.TYPE_INT64)])
+sr = SchemaRegistryClient({"url": registry})
+keys = ProtobufSerializer(Key, sr, {"use.deprecated.format": False})
+values = ProtobufSerializer(Order, sr, {"use.deprecated.format": False})
+p = Producer({"bootstrap.servers": addr, "acks": "all"})
+failed, produced = [], []
+for n in range(5):
+    key = keys(Key(tenant=f"t-{n % 2}", number=1000 + n), SerializationContext(topic, MessageField.KEY))
+    value = values(Order(order_id=f"o-{n}", amount=n), SerializationContext(topic, MessageField.VALUE))
+    produced.append(key.hex())
+    p.produce(topic, key=key, value=value, callback=lambda err, msg: err and failed.append(str(err)))
+p.flush(30)
+assert not failed, failed
+print(json.dumps(produced))
+"#;
+
+/// Reads the keyed topic's table with PyIceberg and DuckDB.
+const READ_KEYED: &str = r#"
+import json, os, sys
+from pyiceberg.catalog.rest import RestCatalog
+rest_uri, table_name, produced = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+t = RestCatalog("sluice", uri=rest_uri).load_table(table_name)
+rows = sorted(t.scan().to_arrow().to_pylist(), key=lambda r: r["kafka_offset"])
+assert len(rows) == 5, len(rows)
+for n, r in enumerate(rows):
+    assert r["key"] == {"tenant": f"t-{n % 2}", "number": 1000 + n}, (n, r["key"])
+    assert r["value"]["order_id"] == f"o-{n}", (n, r["value"])
+# The key's bytes stay as produced beside the decoded fields.
+assert [r["kafka_key"].hex() for r in rows] == produced
+
+import duckdb, duckdb_extension_avro, duckdb_extension_iceberg
+con = duckdb.connect()
+for mod, name in ((duckdb_extension_avro, "avro"), (duckdb_extension_iceberg, "iceberg")):
+    path = os.path.join(os.path.dirname(mod.__file__), "extensions", "v" + duckdb.__version__, name + ".duckdb_extension")
+    con.load_extension(path)
+got = con.execute("SELECT key.tenant, sum(key.number), count(*) FROM iceberg_scan(?) GROUP BY 1 ORDER BY 1",
+                  [t.metadata_location.removeprefix("file://")]).fetchall()
+assert got == [("t-0", 1000 + 1002 + 1004, 3), ("t-1", 1001 + 1003, 2)], got
+print("ok")
+"#;
+
+/// A topic with a key schema (subject `T-key`) gets a `key` column with the
+/// key's fields, beside `kafka_key` with its bytes, in every engine.
+#[test]
+fn keys_with_a_schema_get_columns_of_their_own() {
+    const KEYED: &str = "keyed.orders";
+    let broker = Broker::start_with(&["--table-commit-interval-ms", "200"]);
+    broker.create_topic(KEYED, 1, &[]);
+    let registry = format!("http://{}", broker.registry_addr());
+    let Some(out) = run_python(
+        PRODUCE_KEYED,
+        &[&broker.bootstrap(), &registry, KEYED],
+        Duration::from_secs(120),
+    ) else {
+        return;
+    };
+    let produced = expect_success("producing keyed orders", &out);
+    wait_for_table_rows(&broker, "keyed_orders", 5);
+    let rest = format!("http://{}", broker.http_addr());
+    let out = run_python(
+        READ_KEYED,
+        &[&rest, "kafka.keyed_orders", produced.trim()],
+        Duration::from_secs(120),
+    )
+    .expect("python ran before");
+    let stdout = expect_success("reading the keyed table", &out);
+    assert!(stdout.contains("ok"), "{stdout}");
+
+    let http = broker.http_addr();
+    let rows = sluice_cli(&[
+        "sql",
+        "SELECT key['tenant'] AS tenant, key['number'] AS n, value['order_id'] AS id \
+         FROM keyed_orders ORDER BY kafka_offset",
+        "--http",
+        &http,
+    ]);
+    let got: Vec<Vec<&str>> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expected: Vec<Vec<String>> = (0..5)
+        .map(|n| {
+            vec![
+                format!("t-{}", n % 2),
+                (1000 + n).to_string(),
+                format!("o-{n}"),
+            ]
+        })
+        .collect();
+    assert_eq!(got, expected, "{rows}");
+
+    let described = sluice_cli(&["table", "describe", KEYED, "--http", &http]);
+    assert!(
+        described.contains("shop.OrderKey (subject keyed.orders-key, version 1)"),
+        "{described}"
+    );
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("key.number ") && l.contains(" long ") && l.contains(" v1 ")),
+        "{described}"
+    );
 }
