@@ -260,3 +260,51 @@ fn project(expr: Expr, data_type: &DataType, node: &Node) -> Option<Expr> {
     }
     (!args.is_empty()).then(|| named_struct(args))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{Field, Fields, Schema};
+    use datafusion::common::DFSchema;
+
+    fn names(exprs: &[Expr]) -> Vec<String> {
+        exprs.iter().map(|e| e.schema_name().to_string()).collect()
+    }
+
+    /// A key field hidden from the reader is left out of the `key` column,
+    /// and `kafka_key` (which holds it) goes; the value is untouched.
+    #[test]
+    fn hidden_key_fields_leave_the_key_columns() {
+        let text = || Field::new("tenant", DataType::Utf8, true);
+        let number = || Field::new("number", DataType::Int64, true);
+        let schema = Schema::new(vec![
+            Field::new("kafka_key", DataType::LargeBinary, true),
+            Field::new("kafka_value", DataType::LargeBinary, true),
+            Field::new(
+                "key",
+                DataType::Struct(Fields::from(vec![text(), number()])),
+                true,
+            ),
+            Field::new(
+                "value",
+                DataType::Struct(Fields::from(vec![number()])),
+                true,
+            ),
+        ]);
+        let schema = DFSchema::try_from(schema).unwrap();
+        let open = guarded_columns(&schema, &TableGuard::default());
+        assert_eq!(names(&open), ["kafka_key", "kafka_value", "key", "value"]);
+        let guard = TableGuard {
+            key_hidden: vec![(vec!["tenant".into()], Hidden::Drop)],
+            ..Default::default()
+        };
+        let columns = guarded_columns(&schema, &guard);
+        let shown = names(&columns);
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert_eq!(shown[0], "kafka_value");
+        assert_eq!(shown[2], "value");
+        // The key is rebuilt with `number` alone.
+        let key = columns[1].to_string();
+        assert!(key.contains("number") && !key.contains("tenant"), "{key}");
+    }
+}
