@@ -17,7 +17,7 @@ pub struct TableDescription {
     pub table: String,
     pub location: String,
     pub metadata_location: Option<String>,
-    /// The partition spec, e.g. `kafka_timestamp_day: day(3)`.
+    /// The partition spec, e.g. `day(kafka_timestamp)`.
     pub partitioning: String,
     pub snapshots: usize,
     pub current_snapshot_id: Option<i64>,
@@ -68,12 +68,19 @@ pub fn describe(table: &Table) -> Result<TableDescription, String> {
     let total = |key: &str| summary.get(key).and_then(|v| v.parse::<u64>().ok());
     let version = |key: &str| props.get(key).and_then(|v| v.parse::<i32>().ok());
     let spec = metadata.default_partition_spec();
+    let schema = metadata.current_schema();
     let partitioning = if spec.fields().is_empty() {
         "none".to_string()
     } else {
         spec.fields()
             .iter()
-            .map(|f| format!("{}: {}({})", f.name, f.transform, f.source_id))
+            .map(|f| {
+                let source = schema
+                    .name_by_field_id(f.source_id)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("field {}", f.source_id));
+                format!("{}({source})", f.transform)
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -733,7 +733,7 @@ async fn describe_table(topic: &str, target: &HttpTarget) -> anyhow::Result<()> 
     print!(
         "{}",
         table(
-            &["COLUMN", "TYPE", "ID", "", "ADDED IN", "RETIRED IN"],
+            &["COLUMN", "TYPE", "ID", "REQUIRED", "ADDED IN", "RETIRED IN"],
             &rows
         )
     );
