@@ -28,6 +28,7 @@ mod registry;
 mod retention;
 mod sasl;
 mod schema_evolution;
+mod schema_matrix;
 mod storage;
 mod table_messages;
 mod tls;
