@@ -689,15 +689,13 @@ pub async fn sql_guards(
         } else {
             (None, None)
         };
-        if let Some(side) = &value
-            && let Some(m) = table_message(validator, side, value_pinned.as_deref()).await?
-        {
-            guard.hidden = hidden_in(&m);
+        if let Some(side) = &value {
+            let versions = table_message_versions(validator, side, value_pinned.as_deref()).await?;
+            guard.hidden = hidden_in_every_version(&versions, hidden_in);
         }
-        if let Some(side) = &key
-            && let Some(m) = table_message(validator, side, key_pinned.as_deref()).await?
-        {
-            guard.key_hidden = hidden_in(&m);
+        if let Some(side) = &key {
+            let versions = table_message_versions(validator, side, key_pinned.as_deref()).await?;
+            guard.key_hidden = hidden_in_every_version(&versions, hidden_in);
         }
         if guard != TableGuard::default() {
             let table = lake.ident(&topic.name);
@@ -729,16 +727,20 @@ async fn table_messages(
     ))
 }
 
-/// The message a side's table columns follow: for a framed side, the
-/// message the table was made for (`pinned`), else the subject's first
-/// (what tables made before the choice was recorded hold).
-async fn table_message(
+/// The message a side's table columns follow, in the subject's latest
+/// version and then in every earlier one that declares it: for a framed
+/// side, the message the table was made for (`pinned`), else the
+/// subject's first (what tables made before the choice was recorded
+/// hold). The table keeps the columns of every version, so each
+/// version's policies count.
+async fn table_message_versions(
     validator: &Validator,
     side: &Side,
     pinned: Option<&str>,
-) -> Result<Option<MessageDescriptor>, String> {
-    match side {
-        Side::Raw { message, .. } => Ok(Some(message.clone())),
+) -> Result<Vec<MessageDescriptor>, String> {
+    let subject = side.subject();
+    let latest = match side {
+        Side::Raw { message, .. } => Some(message.clone()),
         Side::Framed { subject } => {
             let latest = validator
                 .registry()
@@ -746,9 +748,47 @@ async fn table_message(
                 .await
                 .map_err(|e| format!("cannot read subject '{subject}': {e}"))?;
             let pinned = pinned.and_then(|name| latest.schema.pool().get_message_by_name(name));
-            Ok(pinned.or_else(|| latest.schema.record_type()))
+            pinned.or_else(|| latest.schema.record_type())
+        }
+    };
+    let Some(latest) = latest else {
+        return Ok(Vec::new());
+    };
+    let history = validator
+        .registry()
+        .subject_history(subject)
+        .await
+        .map_err(|e| format!("cannot read the versions of subject '{subject}': {e}"))?;
+    let mut out = vec![latest.clone()];
+    for version in history.iter().rev() {
+        if let Some(m) = version
+            .schema
+            .pool()
+            .get_message_by_name(latest.full_name())
+            && !out.contains(&m)
+        {
+            out.push(m);
         }
     }
+    Ok(out)
+}
+
+/// The hidden paths of every version of a message, the latest's action
+/// first where versions differ: a field hidden in any version stays
+/// hidden, as its column holds that version's values.
+fn hidden_in_every_version(
+    versions: &[MessageDescriptor],
+    hidden_in: impl Fn(&MessageDescriptor) -> Vec<(Vec<String>, Hidden)>,
+) -> Vec<(Vec<String>, Hidden)> {
+    let mut out: Vec<(Vec<String>, Hidden)> = Vec::new();
+    for m in versions {
+        for (path, how) in hidden_in(m) {
+            if !out.iter().any(|(p, _)| *p == path) {
+                out.push((path, how));
+            }
+        }
+    }
+    out
 }
 
 /// Collects the name paths of the fields under `message` that `purpose`

@@ -248,6 +248,40 @@ fn consumers_read_what_their_purpose_allows() {
         "{billing_count}"
     );
 
+    // Version 2 retires the email (`reserved 2`). Its column stays in the
+    // table with the values of version 1, and stays hidden from the
+    // purposes version 1 hid it from.
+    let v2 = SCHEMA.replace(
+        r#"string email = 2 [(sluice.policy.v1.field) = { purposes: ["billing"] }];"#,
+        "reserved 2;",
+    );
+    assert_ne!(v2, SCHEMA);
+    let body = serde_json::json!({
+        "schema": v2,
+        "schemaType": "PROTOBUF",
+        "references": [{"name": "sluice/policy/v1/policy.proto",
+                        "subject": "sluice/policy/v1/policy.proto", "version": 1}],
+    })
+    .to_string();
+    let (status, text) = sluice_tests::orders::http(
+        &broker.registry_addr(),
+        "POST",
+        &format!("/subjects/{topic}-value/versions"),
+        Some(&body),
+    )
+    .expect("registry request");
+    assert_eq!(status, 200, "register version 2: {text}");
+    for purpose in [Some("marketing"), None] {
+        let seen = sql(purpose, all);
+        assert!(seen.contains("c4"), "{seen}");
+        assert!(
+            !seen.contains("example.com"),
+            "{purpose:?} sees the retired email: {seen}"
+        );
+    }
+    let billing = sql(Some("billing"), all);
+    assert!(billing.contains("c0@example.com"), "{billing}");
+
     // A purpose nobody configured is refused, over SQL too.
     let unknown = sluice_fails(&["sql", all, "--http", &http, "--purpose", "sales"]);
     assert!(unknown.contains("unknown"), "{unknown}");
