@@ -195,11 +195,7 @@ fn check_every_reader(broker: &Broker, produced: &[String]) {
         "--http",
         &http,
     ]);
-    let got: Vec<Vec<&str>> = rows
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let got = cells(&rows);
     let expected: Vec<Vec<String>> = (0..30)
         .map(|n| {
             vec![
@@ -227,11 +223,7 @@ fn check_every_reader(broker: &Broker, produced: &[String]) {
         "--http",
         &http,
     ]);
-    let got: Vec<Vec<&str>> = groups
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let got = cells(&groups);
     assert_eq!(
         got,
         vec![vec!["false", "20"], vec!["true", "10"]],
@@ -371,11 +363,7 @@ fn keys_with_a_schema_get_columns_of_their_own() {
         "--http",
         &http,
     ]);
-    let got: Vec<Vec<&str>> = rows
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let got = cells(&rows);
     let expected: Vec<Vec<String>> = (0..5)
         .map(|n| {
             vec![
@@ -398,4 +386,13 @@ fn keys_with_a_schema_get_columns_of_their_own() {
             .any(|l| l.starts_with("key.number ") && l.contains(" long ") && l.contains(" v1 ")),
         "{described}"
     );
+}
+
+/// The cells of a table `sluice sql` printed, header left out.
+fn cells(table: &str) -> Vec<Vec<&str>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
