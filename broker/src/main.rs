@@ -43,6 +43,9 @@ enum Command {
     /// Manage Kafka ACLs (enforced with `sluice serve --authorizer acl`).
     #[command(subcommand)]
     Acls(sluice_broker::cli::access::AclsCmd),
+    /// Inspect transactions (state, producer, partitions, age).
+    #[command(subcommand)]
+    Transactions(sluice_broker::cli::transactions::TransactionsCmd),
     /// Manage client quotas (produce/fetch byte rates per user and client id).
     #[command(subcommand)]
     Quotas(sluice_broker::cli::quotas::QuotasCmd),
@@ -110,6 +113,7 @@ fn main() -> std::process::ExitCode {
             Command::Users(cmd) => sluice_broker::cli::access::users(cmd).await,
             Command::Acls(cmd) => sluice_broker::cli::access::acls(cmd).await,
             Command::Quotas(cmd) => sluice_broker::cli::quotas::quotas(cmd).await,
+            Command::Transactions(cmd) => sluice_broker::cli::transactions::transactions(cmd).await,
             Command::Purposes(cmd) => sluice_broker::cli::access::purposes(cmd).await,
             Command::Table(cmd) => sluice_broker::cli::tables(cmd).await,
             Command::Sql {

@@ -2,7 +2,7 @@
 //! Kafka protocol to a running broker, like any other admin tool;
 //! `sluice table …` asks the broker's HTTP address for table maintenance.
 //! Also here: `users`, `acls` and `purposes` ([`access`]), `quotas`
-//! ([`quotas`]), `sql`, `sluice gateway`, and the small Kafka client the
+//! ([`quotas`]), `transactions` ([`transactions`]), `sql`, `sluice gateway`, and the small Kafka client the
 //! commands share ([`client`]).
 //!
 //! May use: `policy` (the gateway's validator and redactor), `security`
@@ -16,6 +16,7 @@
 pub mod access;
 pub mod client;
 pub mod quotas;
+pub mod transactions;
 
 use std::collections::BTreeMap;
 

@@ -11,3 +11,4 @@
 //! or new coordinator resumes where the last one stopped.
 
 pub mod groups;
+pub mod transactions;

@@ -423,6 +423,16 @@ struct Round {
     full: bool,
     /// Offsets stored but not yet in the table, as the round began.
     lag: i64,
+    /// Batches the table does not take (transaction markers, batches of
+    /// aborted transactions), kept beside it as they were stored.
+    kept: Vec<Kept>,
+}
+
+/// A batch whose bytes stay beside the table.
+struct Kept {
+    partition: i32,
+    base_offset: i64,
+    bytes: Bytes,
 }
 
 /// Reads this round's batches of `topic`, from where `progress` (each
@@ -443,10 +453,18 @@ async fn read_round(
             .copied()
             .unwrap_or(0)
             .max(offsets.log_start);
-        if from >= offsets.next_offset {
+        // Never past the last stable offset: records of open transactions
+        // reach the table only once committed.
+        let end = offsets.last_stable;
+        if from >= end {
+            round.lag += offsets.next_offset - from.min(offsets.next_offset);
             continue;
         }
         round.lag += offsets.next_offset - from;
+        let aborted = broker
+            .meta
+            .aborted_txns(topic.id, partition, from, end)
+            .await?;
         let locs = broker
             .meta
             .batches_from(topic.id, partition, from, BATCHES_PER_ROUND)
@@ -454,6 +472,9 @@ async fn read_round(
         round.full |= locs.len() as i64 == BATCHES_PER_ROUND;
         let mut next = from;
         for loc in locs.iter().filter(|l| l.last_offset >= from) {
+            if loc.base_offset >= end {
+                break;
+            }
             if loaded >= BYTES_PER_ROUND {
                 // The rest waits for the next round, which starts at once.
                 round.full = true;
@@ -467,7 +488,23 @@ async fn read_round(
             let bytes = Bytes::from(buf);
             let header = batch::parse_stored_header(&bytes)?;
             next = loc.last_offset + 1;
-            if header.is_control() {
+            let aborted_batch = header.is_transactional()
+                && aborted.iter().any(|a| {
+                    a.producer_id == header.producer_id
+                        && a.first_offset <= loc.base_offset
+                        && loc.base_offset < a.last_offset
+                });
+            if header.is_control() || aborted_batch {
+                // Not the empty batches a dead-letter topic leaves, which
+                // are served as control batches too (and rebuilt as such).
+                let emptied = loc.len as usize == batch::HEADER_LEN;
+                if header.is_transactional() && !emptied {
+                    round.kept.push(Kept {
+                        partition,
+                        base_offset: loc.base_offset,
+                        bytes,
+                    });
+                }
                 continue;
             }
             let records = batch::records_section(&bytes, &header)?;
@@ -610,6 +647,37 @@ fn report_undecoded(topic: &TopicRecord, skipped: &sluice_lakehouse::Skipped) {
     }
 }
 
+/// Writes the batches the table does not hold into a segment of their own
+/// and points their index entries at it, so fetches still serve them byte
+/// for byte (markers for read_committed consumers, aborted records for
+/// read_uncommitted ones) after the rest of their segment is archived.
+async fn keep_beside_table(
+    broker: &SharedBroker,
+    topic: &TopicRecord,
+    kept: Vec<Kept>,
+) -> anyhow::Result<()> {
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    let mut entries = Vec::with_capacity(kept.len());
+    for k in &kept {
+        entries.push(crate::store::meta::KeptBatch {
+            partition: k.partition,
+            base_offset: k.base_offset,
+            pos: bytes.len() as i64,
+            len: k.bytes.len() as i64,
+        });
+        bytes.extend_from_slice(&k.bytes);
+    }
+    let loc = broker.segments.put(Bytes::from(bytes)).await?;
+    broker
+        .meta
+        .keep_beside_table(topic.id, &loc, &entries)
+        .await?;
+    Ok(())
+}
+
 /// Archives what is new in one topic. Returns whether a partition had more
 /// than one round's worth of batches.
 async fn archive_topic(
@@ -644,6 +712,7 @@ async fn archive_topic(
         next_offsets,
         full,
         lag,
+        kept,
     } = read_round(broker, topic, &progress).await?;
     // Offsets stored but not yet in the table, as this round began.
     metrics::gauge!("sluice_archiver_lag_records", "topic" => topic.name.clone()).set(lag as f64);
@@ -674,6 +743,8 @@ async fn archive_topic(
     }
     let count = rows.len();
     let started = Instant::now();
+    // Before the table commit: once it lands, the batches' segments may go.
+    keep_beside_table(broker, topic, kept).await?;
     let (table, skipped) = lake.append(&table, &rows, next_offsets.clone()).await?;
     report_undecoded(topic, &skipped);
     // The table now holds these offsets: fetches read them from there, and

@@ -35,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::log::batch::BatchHeader;
 use crate::log::dead_letter::DeadLetters;
-use crate::store::meta::ProducerKey;
 use crate::store::meta::{
-    Appended, MetaStore, NewBatch, PRODUCER_RECENT_BATCHES, ProducerPartitionState, ProducerUpdate,
+    Appended, MetaStore, NewBatch, PRODUCER_RECENT_BATCHES, ProducerKey, ProducerPartitionState,
+    ProducerUpdate, SequenceCheck, TxnPart, check_sequence,
 };
 use crate::store::objects::{SegmentLoc, Segments};
 
@@ -56,6 +56,9 @@ pub struct PendingBatch {
     pub bytes: Bytes,
     /// Records taken out of the batch, stored if and when it is.
     pub dead_letters: Option<Arc<DeadLetters>>,
+    /// The batch's part in a transaction: checked and recorded in the
+    /// append's metadata transaction.
+    pub txn: Option<TxnPart>,
 }
 
 impl PendingBatch {
@@ -78,6 +81,7 @@ impl PendingBatch {
             pos,
             len: self.bytes.len() as i64,
             producer,
+            txn: self.txn,
         }
     }
 }
@@ -234,6 +238,15 @@ enum Check {
     Reject(ResponseError, String),
 }
 
+fn update_of(h: &BatchHeader) -> ProducerUpdate {
+    ProducerUpdate {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+        last_seq: h.last_sequence(),
+    }
+}
+
 fn committed_state(shared: &Shared, key: &ProducerKey) -> Option<ProducerPartitionState> {
     shared.committed.lock().ok()?.get(key).cloned()
 }
@@ -248,6 +261,11 @@ impl From<Appended> for BatchOutcome {
                 base_offset,
                 log_start,
             },
+            Appended::Duplicate { base_offset } => BatchOutcome::Appended {
+                base_offset,
+                log_start: -1,
+            },
+            Appended::Refused { error, message } => BatchOutcome::Failed { error, message },
             Appended::UnknownPartition => BatchOutcome::Failed {
                 error: ResponseError::UnknownTopicOrPartition,
                 message: "the topic or partition was deleted".into(),
@@ -311,59 +329,12 @@ impl Preparer {
     }
 
     fn check(state: Option<&ProducerPartitionState>, h: &BatchHeader) -> Check {
-        let update = ProducerUpdate {
-            producer_id: h.producer_id,
-            epoch: h.producer_epoch,
-            first_seq: h.base_sequence,
-            last_seq: h.last_sequence(),
-        };
-        let Some(state) = state else {
-            // No history for this producer here (new, or expired): accept.
-            return Check::Accept(Some(update));
-        };
-        if h.producer_epoch < state.epoch {
-            return Check::Reject(
-                ResponseError::InvalidProducerEpoch,
-                format!(
-                    "producer {} epoch {} is older than the current epoch {}",
-                    h.producer_id, h.producer_epoch, state.epoch
-                ),
-            );
+        let update = update_of(h);
+        match check_sequence(state, &update) {
+            SequenceCheck::Accept => Check::Accept(Some(update)),
+            SequenceCheck::Duplicate(base) => Check::Duplicate(base),
+            SequenceCheck::Reject(error, message) => Check::Reject(error, message),
         }
-        if h.producer_epoch > state.epoch {
-            if h.base_sequence != 0 {
-                return Check::Reject(
-                    ResponseError::OutOfOrderSequenceNumber,
-                    format!(
-                        "new epoch {} of producer {} must start at sequence 0, got {}",
-                        h.producer_epoch, h.producer_id, h.base_sequence
-                    ),
-                );
-            }
-            return Check::Accept(Some(update));
-        }
-        if let Some(&(_, _, base)) = state
-            .recent
-            .iter()
-            .find(|(first, last, _)| *first == h.base_sequence && *last == update.last_seq)
-        {
-            return Check::Duplicate(base);
-        }
-        let expected = match state.recent.last() {
-            Some(&(_, last, _)) if last == i32::MAX => 0,
-            Some(&(_, last, _)) => last + 1,
-            None => h.base_sequence,
-        };
-        if h.base_sequence != expected {
-            return Check::Reject(
-                ResponseError::OutOfOrderSequenceNumber,
-                format!(
-                    "producer {} sent sequence {} but {} was expected",
-                    h.producer_id, h.base_sequence, expected
-                ),
-            );
-        }
-        Check::Accept(Some(update))
     }
 
     /// Forgets speculative producer state that may be wrong: all of it
@@ -461,7 +432,8 @@ impl Preparer {
 
         for (j, job) in jobs.iter().enumerate() {
             for (i, b) in job.batches.iter().enumerate() {
-                let check = if b.header.is_idempotent() {
+                // Markers carry no sequence: the coordinator writes them.
+                let check = if b.header.is_idempotent() && !b.header.is_control() {
                     self.check_idempotent(b).await
                 } else {
                     Check::Accept(None)
@@ -536,12 +508,11 @@ impl Committer {
         &self,
         loc: &SegmentLoc,
         index: &[NewBatch],
-        committed: &ProducerStates,
         dead: &[(usize, Arc<DeadLetters>)],
     ) -> Result<(Vec<Appended>, ProducerStates), String> {
         let failed = |e: crate::store::meta::MetaError| format!("cannot commit append: {e}");
         let mut tx = self.meta.begin_append().await.map_err(failed)?;
-        let (appended, states) = tx.index(loc, index, committed).await.map_err(failed)?;
+        let (appended, states) = tx.index(loc, index).await.map_err(failed)?;
         let mut segment = BytesMut::new();
         let mut letters = Vec::new();
         for (pos, dl) in dead {
@@ -561,6 +532,7 @@ impl Committer {
                 pos: segment.len() as i64,
                 len: batch.bytes.len() as i64,
                 producer: None,
+                txn: None,
             });
             segment.extend_from_slice(&batch.bytes);
         }
@@ -570,10 +542,7 @@ impl Committer {
                 .put(segment.freeze())
                 .await
                 .map_err(|e| format!("cannot write dead letters: {e}"))?;
-            let (stored, _) = tx
-                .index(&dloc, &letters, &HashMap::new())
-                .await
-                .map_err(failed)?;
+            let (stored, _) = tx.index(&dloc, &letters).await.map_err(failed)?;
             if stored.contains(&Appended::UnknownPartition) {
                 // Dropping the transaction rolls the flush back; the
                 // producers retry and the dead-letter topic is created again.
@@ -582,24 +551,6 @@ impl Committer {
         }
         tx.commit().await.map_err(failed)?;
         Ok((appended, states))
-    }
-
-    /// The committed states of the producers of `index`'s batches, which
-    /// the metadata transaction checks its sequences against.
-    fn committed_states(&self, index: &[NewBatch]) -> ProducerStates {
-        let c = self
-            .shared
-            .committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        index
-            .iter()
-            .filter_map(|b| {
-                let p = b.producer.as_ref()?;
-                let k = (p.producer_id, b.topic_id, b.partition);
-                c.get(&k).map(|s| (k, s.clone()))
-            })
-            .collect()
     }
 
     /// Commits one prepared flush (unless an earlier one failed after it
@@ -624,10 +575,7 @@ impl Committer {
             } else {
                 match write {
                     Err(e) => Err(e),
-                    Ok(loc) => {
-                        let committed = self.committed_states(&index);
-                        self.index_flush(&loc, &index, &committed, &dead).await
-                    }
+                    Ok(loc) => self.index_flush(&loc, &index, &dead).await,
                 }
             };
             let total = started.elapsed();

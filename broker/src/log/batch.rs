@@ -553,6 +553,48 @@ pub fn encode_batch(header: &mut BatchHeader, records: &[u8]) -> Result<Bytes, B
     Ok(out.freeze())
 }
 
+/// A transaction marker as Kafka writes it: a control batch of one record
+/// whose key is (version 0, type 0 = abort or 1 = commit) and whose value
+/// is (version 0, coordinator epoch), stamped with the producer's id and
+/// epoch.
+pub fn marker(producer_id: i64, epoch: i16, commit: bool, now_ms: i64) -> (BatchHeader, Bytes) {
+    let mut record = Vec::with_capacity(24);
+    encode_record(
+        &mut record,
+        0,
+        0,
+        Some(&[0, 0, 0, u8::from(commit)]),
+        Some(&[0, 0, 0, 0, 0, 0]),
+        &[],
+    );
+    let mut header = BatchHeader {
+        batch_length: 0,
+        attributes: CONTROL_BATCH,
+        last_offset_delta: 0,
+        base_timestamp: now_ms,
+        max_timestamp: now_ms,
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: -1,
+        record_count: 1,
+    };
+    // Uncompressed, so encoding cannot fail.
+    let bytes = encode_batch(&mut header, &record).unwrap_or_default();
+    (header, bytes)
+}
+
+/// Whether a control batch is a commit marker (else an abort marker).
+pub fn is_commit_marker(batch: &Bytes, header: &BatchHeader) -> bool {
+    let Ok(section) = records_section(batch, header) else {
+        return false;
+    };
+    Records::new(&section, header.record_count)
+        .next()
+        .and_then(|r| r.ok())
+        .and_then(|r| r.key)
+        .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1])
+}
+
 fn compress(codec: i16, out: &mut BytesMut, records: &[u8]) -> Result<(), BatchError> {
     use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
     let fill = |buf: &mut BytesMut| {

@@ -21,6 +21,8 @@ pub struct Broker {
     pub segments: Segments,
     pub appender: Appender,
     pub groups: Arc<Coordinator>,
+    /// The transaction coordinator.
+    pub txns: Arc<crate::coordinator::transactions::Transactions>,
     /// Produce-time schema validation (and the schema registry behind it).
     pub validator: Validator,
     pub cluster_id: String,
@@ -56,6 +58,7 @@ pub struct Parts {
     pub segments: Segments,
     pub appender: Appender,
     pub groups: Arc<Coordinator>,
+    pub txns: Arc<crate::coordinator::transactions::Transactions>,
     pub validator: Validator,
     pub cluster_id: String,
     pub commits: watch::Receiver<u64>,
@@ -83,6 +86,7 @@ impl Broker {
             segments: p.segments,
             appender: p.appender,
             groups: p.groups,
+            txns: p.txns,
             validator: p.validator,
             cluster_id: p.cluster_id,
             commits: p.commits,

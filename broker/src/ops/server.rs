@@ -92,6 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let registry = sluice_schema_registry::Registry::new(Arc::new(
         crate::store::schema_store::SqlSchemaStore::new(meta.clone()),
     ));
+    let txns = crate::coordinator::transactions::Transactions::new(meta.clone(), appender.clone());
     let broker = Arc::new(Broker::new(Parts {
         lake: crate::log::read::LakeReader::new(lake.clone(), config.cache_bytes / 2),
         config: config.clone(),
@@ -99,6 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         segments,
         appender,
         groups,
+        txns: txns.clone(),
         validator: crate::policy::validation::Validator::new(registry.clone()),
         cluster_id: cluster_id.clone(),
         commits: commits_rx,
@@ -132,6 +134,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         broker.segments.clone(),
         broker.cluster.clone(),
         broker.config.retention_check,
+        background.clone(),
+    ));
+    let transactions = tokio::spawn(crate::coordinator::transactions::run(
+        txns,
+        broker.cluster.clone(),
         background.clone(),
     ));
     let checkpoints = tokio::spawn(retention::checkpoints(
@@ -179,6 +186,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = flusher.await;
     background.cancel();
     let _ = retention.await;
+    let _ = transactions.await;
     let _ = archiver.await;
     let _ = upkeep.await;
     http_stop.cancel();

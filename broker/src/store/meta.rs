@@ -16,7 +16,9 @@
 //! process (the WAL is written before the commit returns); `synchronous=FULL`
 //! also makes them survive power loss.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
+
+use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -72,6 +74,9 @@ pub struct PartitionOffsets {
     pub log_start: i64,
     /// The high watermark: one past the last committed offset.
     pub next_offset: i64,
+    /// The last stable offset: the first offset of the oldest open
+    /// transaction, or the high watermark when none is open.
+    pub last_stable: i64,
 }
 
 /// The segment key of batches whose records live in their topic's table.
@@ -91,6 +96,17 @@ pub struct BatchLoc {
     pub len: i64,
 }
 
+/// A batch whose table holds none of its records (a transaction marker, a
+/// batch of an aborted transaction): it keeps its bytes in a segment of its
+/// own beside the table, at `pos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptBatch {
+    pub partition: i32,
+    pub base_offset: i64,
+    pub pos: i64,
+    pub len: i64,
+}
+
 /// One batch to index in an append.
 #[derive(Debug, Clone)]
 pub struct NewBatch {
@@ -104,6 +120,22 @@ pub struct NewBatch {
     pub len: i64,
     /// Idempotent-producer state to store with the batch, if any.
     pub producer: Option<ProducerUpdate>,
+    /// The batch's part in a transaction, if it has one.
+    pub txn: Option<TxnPart>,
+}
+
+/// What a batch does in its producer's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnPart {
+    /// Records of the producer's open transaction.
+    Data { producer_id: i64, epoch: i16 },
+    /// The commit or abort marker that ends it on the partition, written
+    /// with the producer's current epoch.
+    Marker {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -139,10 +171,87 @@ pub struct ProducerSummary {
 pub type ProducerKey = (i64, i64, i32);
 
 /// Result of indexing one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    Ok { base_offset: i64, log_start: i64 },
+    Ok {
+        base_offset: i64,
+        log_start: i64,
+    },
+    /// A retry of a batch stored before (perhaps through another broker),
+    /// at this offset.
+    Duplicate {
+        base_offset: i64,
+    },
+    /// Not stored: the producer's state does not allow it.
+    Refused {
+        error: ResponseError,
+        message: String,
+    },
     UnknownPartition,
+}
+
+/// The decision on an idempotent batch, against its producer's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceCheck {
+    Accept,
+    /// A batch with these sequences is stored (at this offset) or, with
+    /// -1, still being stored.
+    Duplicate(i64),
+    Reject(ResponseError, String),
+}
+
+/// Decides an idempotent batch against its producer's last batches on the
+/// partition, as Kafka does: an older epoch is fenced, a new epoch starts at
+/// sequence 0, a batch with the sequences of a recent one is a duplicate,
+/// and any other must follow the last one.
+pub fn check_sequence(state: Option<&ProducerPartitionState>, u: &ProducerUpdate) -> SequenceCheck {
+    let Some(state) = state else {
+        // No history for this producer here (new, or expired): accept.
+        return SequenceCheck::Accept;
+    };
+    if u.epoch < state.epoch {
+        return SequenceCheck::Reject(
+            ResponseError::InvalidProducerEpoch,
+            format!(
+                "producer {} epoch {} is older than the current epoch {}",
+                u.producer_id, u.epoch, state.epoch
+            ),
+        );
+    }
+    if u.epoch > state.epoch {
+        if u.first_seq != 0 {
+            return SequenceCheck::Reject(
+                ResponseError::OutOfOrderSequenceNumber,
+                format!(
+                    "new epoch {} of producer {} must start at sequence 0, got {}",
+                    u.epoch, u.producer_id, u.first_seq
+                ),
+            );
+        }
+        return SequenceCheck::Accept;
+    }
+    if let Some(&(_, _, base)) = state
+        .recent
+        .iter()
+        .find(|(first, last, _)| *first == u.first_seq && *last == u.last_seq)
+    {
+        return SequenceCheck::Duplicate(base);
+    }
+    let expected = match state.recent.last() {
+        Some(&(_, last, _)) if last == i32::MAX => 0,
+        Some(&(_, last, _)) => last + 1,
+        None => u.first_seq,
+    };
+    if u.first_seq != expected {
+        return SequenceCheck::Reject(
+            ResponseError::OutOfOrderSequenceNumber,
+            format!(
+                "producer {} sent sequence {} but {} was expected",
+                u.producer_id, u.first_seq, expected
+            ),
+        );
+    }
+    SequenceCheck::Accept
 }
 
 #[derive(Clone)]
@@ -432,15 +541,22 @@ impl MetaStore {
         partition: i32,
     ) -> Result<Option<PartitionOffsets>> {
         let row = sqlx::query(
-            "SELECT log_start, next_offset FROM partitions WHERE topic_id = $1 AND partition = $2",
+            "SELECT p.log_start, p.next_offset,
+                    (SELECT MIN(t.first_offset) FROM txn_partitions t
+                     WHERE t.topic_id = p.topic_id AND t.partition = p.partition)
+             FROM partitions p WHERE p.topic_id = $1 AND p.partition = $2",
         )
         .bind(topic_id)
         .bind(partition as i64)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| PartitionOffsets {
-            log_start: r.get(0),
-            next_offset: r.get(1),
+        Ok(row.map(|r| {
+            let next_offset: i64 = r.get(1);
+            PartitionOffsets {
+                log_start: r.get(0),
+                next_offset,
+                last_stable: r.get::<Option<i64>, _>(2).unwrap_or(next_offset),
+            }
         }))
     }
 
@@ -539,20 +655,6 @@ impl MetaStore {
         })
     }
 
-    /// Indexes one segment's batches in a transaction of their own (see
-    /// [`AppendTx::index`]).
-    pub async fn commit_append(
-        &self,
-        segment: &SegmentLoc,
-        batches: &[NewBatch],
-        producers: &HashMap<ProducerKey, ProducerPartitionState>,
-    ) -> Result<(Vec<Appended>, HashMap<ProducerKey, ProducerPartitionState>)> {
-        let mut tx = self.begin_append().await?;
-        let out = tx.index(segment, batches, producers).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     pub async fn producer_state(
         &self,
         producer_id: i64,
@@ -638,6 +740,14 @@ impl MetaStore {
         let start: i64 = row.get(0);
         sqlx::query(
             "DELETE FROM batches WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
+        )
+        .bind(topic_id)
+        .bind(partition as i64)
+        .bind(start)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM txn_aborted WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
         )
         .bind(topic_id)
         .bind(partition as i64)
@@ -737,7 +847,8 @@ impl MetaStore {
         let done = sqlx::query(
             "UPDATE batches SET segment_id = (SELECT id FROM segments WHERE key = $4)
              WHERE topic_id = $1 AND partition = $2 AND last_offset < $3
-               AND segment_id <> (SELECT id FROM segments WHERE key = $4)",
+               AND segment_id <> (SELECT id FROM segments WHERE key = $4)
+               AND segment_id NOT IN (SELECT id FROM segments WHERE beside_table = 1)",
         )
         .bind(topic_id)
         .bind(partition as i64)
@@ -746,6 +857,43 @@ impl MetaStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Points batches of one topic at a segment kept beside its table
+    /// (see [`KeptBatch`]); [`Self::mark_archived`] leaves them there.
+    pub async fn keep_beside_table(
+        &self,
+        topic_id: i64,
+        segment: &SegmentLoc,
+        batches: &[KeptBatch],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let segment_id: i64 = sqlx::query(
+            "INSERT INTO segments (key, base, size, created_ms, beside_table) VALUES ($1, $2, $3, $4, 1) RETURNING id",
+        )
+        .bind(&segment.key)
+        .bind(segment.base as i64)
+        .bind(segment.size as i64)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        for b in batches {
+            sqlx::query(
+                "UPDATE batches SET segment_id = $1, pos = $2, len = $3
+                 WHERE topic_id = $4 AND partition = $5 AND base_offset = $6",
+            )
+            .bind(segment_id)
+            .bind(b.pos)
+            .bind(b.len)
+            .bind(topic_id)
+            .bind(b.partition as i64)
+            .bind(b.base_offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Removes segment rows no batch points to and returns the object keys
@@ -828,20 +976,25 @@ pub struct AppendTx {
 
 impl AppendTx {
     /// Records a segment and indexes its batches, assigning offsets: each
-    /// batch takes `offsets` offsets after those of the batches before it in
-    /// its partition.
+    /// stored batch takes `offsets` offsets after those of the batches
+    /// before it in its partition.
     ///
-    /// `producers` holds the committed idempotent-producer state of every
-    /// (producer, topic, partition) that `batches` touch; the updated state is
-    /// stored in the same transaction and returned.
+    /// The producer checks happen here, inside the transaction, against
+    /// the stored state: the partitions' rows are locked first, so no other
+    /// broker appends to them until this commits. An idempotent batch is
+    /// checked against its producer's last sequences (a retry that already
+    /// reached another broker is answered with its first offset, never
+    /// stored twice); a transactional one must belong to an open
+    /// transaction of its producer's epoch that holds the partition; a
+    /// transaction marker closes its producer's transaction on the
+    /// partition. The updated producer states are returned.
     ///
-    /// Statement count does not grow with the number of batches: one offset
-    /// update per partition, one multi-row insert for the index.
+    /// Statement count does not grow with the number of plain batches: two
+    /// offset statements per partition, one multi-row insert for the index.
     pub async fn index(
         &mut self,
         segment: &SegmentLoc,
         batches: &[NewBatch],
-        producers: &HashMap<ProducerKey, ProducerPartitionState>,
     ) -> Result<(Vec<Appended>, HashMap<ProducerKey, ProducerPartitionState>)> {
         let now = now_ms();
         let tx = &mut self.tx;
@@ -856,24 +1009,77 @@ impl AppendTx {
         .await?
         .get(0);
 
-        let mut next = reserve_offsets(tx, batches).await?;
+        let mut next = lock_partitions(tx, batches).await?;
+        let keys: Vec<ProducerKey> = batches
+            .iter()
+            .filter_map(|b| {
+                let producer_id = match (&b.producer, &b.txn) {
+                    (Some(p), _) => p.producer_id,
+                    (None, Some(TxnPart::Marker { producer_id, .. })) => *producer_id,
+                    _ => return None,
+                };
+                Some((producer_id, b.topic_id, b.partition))
+            })
+            .collect();
+        let mut states = load_producer_states(tx, &keys).await?;
+        let mut changed: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
 
         let mut out = Vec::with_capacity(batches.len());
         let mut rows: Vec<(&NewBatch, i64)> = Vec::with_capacity(batches.len());
-        let mut states: HashMap<ProducerKey, ProducerPartitionState> = HashMap::new();
         for b in batches {
             let Some(Some((base, log_start))) = next.get_mut(&(b.topic_id, b.partition)) else {
                 out.push(Appended::UnknownPartition);
                 continue;
             };
             let base_offset = *base;
-            *base += b.offsets;
-            rows.push((b, base_offset));
             if let Some(p) = &b.producer {
                 let key = (p.producer_id, b.topic_id, b.partition);
-                let state = states
-                    .entry(key)
-                    .or_insert_with(|| producers.get(&key).cloned().unwrap_or_default());
+                match check_sequence(states.get(&key), p) {
+                    SequenceCheck::Accept => {}
+                    SequenceCheck::Duplicate(first) if first >= 0 => {
+                        out.push(Appended::Duplicate { base_offset: first });
+                        continue;
+                    }
+                    SequenceCheck::Duplicate(_) => {
+                        out.push(Appended::Refused {
+                            error: ResponseError::DuplicateSequenceNumber,
+                            message: "batch is a retry of one still being stored".into(),
+                        });
+                        continue;
+                    }
+                    SequenceCheck::Reject(error, message) => {
+                        out.push(Appended::Refused { error, message });
+                        continue;
+                    }
+                }
+            }
+            if let Some(t) = &b.txn
+                && let Err((error, message)) =
+                    crate::store::txn::index_txn_batch(tx, b, t, base_offset).await?
+            {
+                out.push(Appended::Refused { error, message });
+                continue;
+            }
+            *base += b.offsets;
+            rows.push((b, base_offset));
+            if let Some(TxnPart::Marker {
+                producer_id, epoch, ..
+            }) = b.txn
+            {
+                // A marker of a bumped epoch (the broker aborted and fenced
+                // the producer) fences the old epoch's appends here too.
+                let key = (producer_id, b.topic_id, b.partition);
+                if let Some(state) = states.get_mut(&key)
+                    && state.epoch < epoch
+                {
+                    state.epoch = epoch;
+                    state.recent.clear();
+                    changed.insert(key, state.clone());
+                }
+            }
+            if let Some(p) = &b.producer {
+                let key = (p.producer_id, b.topic_id, b.partition);
+                let state = states.entry(key).or_default();
                 if state.epoch != p.epoch {
                     state.recent.clear();
                 }
@@ -882,6 +1088,7 @@ impl AppendTx {
                 if state.recent.len() > PRODUCER_RECENT_BATCHES {
                     state.recent.remove(0);
                 }
+                changed.insert(key, state.clone());
             }
             out.push(Appended::Ok {
                 base_offset,
@@ -889,9 +1096,10 @@ impl AppendTx {
             });
         }
 
+        store_next_offsets(tx, &next).await?;
         insert_batch_rows(tx, &rows, segment_id).await?;
-        store_producer_states(tx, &states, now).await?;
-        Ok((out, states))
+        store_producer_states(tx, &changed, now).await?;
+        Ok((out, changed))
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -1056,38 +1264,97 @@ impl MetaStore {
     }
 }
 
-/// Takes each partition's offsets for `batches` in one update per
-/// partition; the first offset handed out and the log start of each, or
-/// `None` for a partition that is gone.
-async fn reserve_offsets(
+/// Locks the rows of the partitions `batches` go to and reads where each
+/// stands: the next offset to hand out and the log start, or `None` for a
+/// partition that is gone.
+async fn lock_partitions(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     batches: &[NewBatch],
 ) -> Result<HashMap<(i64, i32), Option<(i64, i64)>>> {
-    // Offsets taken per partition. Rows are locked in key order, the
-    // same in every broker, so two brokers' appends to the same
-    // partitions queue behind each other instead of deadlocking.
-    let mut totals: BTreeMap<(i64, i32), i64> = BTreeMap::new();
-    for b in batches {
-        *totals.entry((b.topic_id, b.partition)).or_default() += b.offsets;
-    }
-    // Next offset to hand out per partition (None: partition is gone).
+    // Rows are locked in key order, the same in every broker, so two
+    // brokers' appends to the same partitions queue behind each other
+    // instead of deadlocking. The update changes nothing but takes the row
+    // lock (and, in SQLite, the write lock) before anything is read.
+    let partitions: BTreeSet<(i64, i32)> =
+        batches.iter().map(|b| (b.topic_id, b.partition)).collect();
     let mut next: HashMap<(i64, i32), Option<(i64, i64)>> = HashMap::new();
-    for ((topic_id, partition), n) in &totals {
+    for (topic_id, partition) in partitions {
         let row = sqlx::query(
-            "UPDATE partitions SET next_offset = next_offset + $1
-             WHERE topic_id = $2 AND partition = $3 RETURNING next_offset, log_start",
+            "UPDATE partitions SET next_offset = next_offset
+             WHERE topic_id = $1 AND partition = $2 RETURNING next_offset, log_start",
         )
-        .bind(n)
         .bind(topic_id)
-        .bind(*partition as i64)
+        .bind(partition as i64)
         .fetch_optional(&mut **tx)
         .await?;
         next.insert(
-            (*topic_id, *partition),
-            row.map(|r| (r.get::<i64, _>(0) - n, r.get::<i64, _>(1))),
+            (topic_id, partition),
+            row.map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))),
         );
     }
     Ok(next)
+}
+
+/// Writes back each locked partition's next offset.
+async fn store_next_offsets(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    next: &HashMap<(i64, i32), Option<(i64, i64)>>,
+) -> Result<()> {
+    let mut in_order: Vec<_> = next
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_ref()?.0)))
+        .collect();
+    in_order.sort();
+    for ((topic_id, partition), next_offset) in in_order {
+        sqlx::query(
+            "UPDATE partitions SET next_offset = $1 WHERE topic_id = $2 AND partition = $3",
+        )
+        .bind(next_offset)
+        .bind(topic_id)
+        .bind(partition as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The stored sequence states of `keys`' producers.
+async fn load_producer_states(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    keys: &[ProducerKey],
+) -> Result<HashMap<ProducerKey, ProducerPartitionState>> {
+    let mut keys: Vec<ProducerKey> = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let mut sql = String::from(
+            "SELECT producer_id, topic_id, partition, recent FROM producer_state WHERE ",
+        );
+        for i in 0..chunk.len() {
+            let n = i * 3;
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!(
+                "(producer_id = ${} AND topic_id = ${} AND partition = ${})",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for (p, t, part) in chunk {
+            q = q.bind(*p).bind(*t).bind(*part as i64);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let key = (r.get(0), r.get(1), r.get::<i64, _>(2) as i32);
+            if let Ok(state) = serde_json::from_str(r.get::<&str, _>(3)) {
+                out.insert(key, state);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The offset index rows of one flush, many to a statement.

@@ -21,3 +21,4 @@ pub mod meta;
 pub mod objects;
 pub mod schema_store;
 pub mod topic_config;
+pub mod txn;

@@ -103,6 +103,12 @@ struct Args {
     #[arg(long)]
     idempotence: bool,
 
+    /// Produce in transactions of this many records each (a transactional
+    /// producer: idempotent, acks=all; each transaction is committed before
+    /// the next begins). 0: no transactions.
+    #[arg(long, default_value_t = 0)]
+    transaction_size: u64,
+
     /// Skip the consume phase.
     #[arg(long)]
     no_consume: bool,
@@ -360,8 +366,16 @@ fn bench(
         args.partitions
     );
     println!(
-        "  record size {} B, acks={}, compression={}, linger.ms={}, idempotence={}",
-        args.record_size, args.acks, args.compression, args.linger_ms, args.idempotence
+        "  record size {} B, acks={}, compression={}, linger.ms={}, idempotence={}, records per transaction={}",
+        args.record_size,
+        args.acks,
+        args.compression,
+        args.linger_ms,
+        args.idempotence,
+        match args.transaction_size {
+            0 => "no transactions".to_string(),
+            n => n.to_string(),
+        }
     );
     println!(
         "  offered rate: {}; stop after {}{}",
@@ -577,6 +591,14 @@ fn produce(
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("message.timeout.ms", "300000");
+    if args.transaction_size > 0 {
+        cfg.set(
+            "transactional.id",
+            format!("sluice-bench-{}", std::process::id()),
+        )
+        .set("acks", "all")
+        .set("enable.idempotence", "true");
+    }
     for (k, v) in &args.producer_config {
         cfg.set(k, v);
     }
@@ -591,6 +613,13 @@ fn produce(
     };
     let producer: ThreadedProducer<BenchContext> =
         cfg.create_with_context(ctx).context("create producer")?;
+    let txn_timeout = Duration::from_secs(60);
+    let in_transactions = args.transaction_size > 0;
+    if in_transactions {
+        producer
+            .init_transactions(txn_timeout)
+            .context("init transactions")?;
+    }
 
     let pool = payload_pool(args.record_size);
     let window = pool.len() - args.record_size;
@@ -628,6 +657,14 @@ fn produce(
                         thread::sleep(Duration::from_secs_f64(ahead));
                     }
                 }
+                if in_transactions && i % args.transaction_size == 0 {
+                    if i > 0 {
+                        producer
+                            .commit_transaction(txn_timeout)
+                            .context("commit transaction")?;
+                    }
+                    producer.begin_transaction().context("begin transaction")?;
+                }
                 let value: &[u8] = match values {
                     Some(v) => &v[(i % v.len() as u64) as usize],
                     None => {
@@ -649,6 +686,11 @@ fn produce(
                 }
                 i += 1;
                 sent.store(i, Ordering::Relaxed);
+            }
+            if in_transactions && i > 0 {
+                producer
+                    .commit_transaction(txn_timeout)
+                    .context("commit the last transaction")?;
             }
             producer
                 .flush(Duration::from_secs(300))

@@ -33,3 +33,5 @@ mod storage;
 mod table_messages;
 mod tls;
 mod topic_configs;
+mod transactions;
+mod txn_checker;

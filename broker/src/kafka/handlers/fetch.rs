@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::time::Instant;
 
 use super::{Pending, respond};
@@ -226,7 +228,6 @@ async fn read_all(
         };
         for p in &t.partitions {
             let mut pd = unknown_partition(p.partition);
-            pd.aborted_transactions = Some(Vec::new());
             let result = match &topic {
                 Ok(Some(topic)) if p.partition >= 0 && p.partition < topic.partitions => {
                     let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
@@ -234,10 +235,13 @@ async fn read_all(
                         broker,
                         topic,
                         purpose,
-                        p.partition,
-                        p.fetch_offset,
-                        limit,
-                        total == 0,
+                        Want {
+                            partition: p.partition,
+                            offset: p.fetch_offset,
+                            limit,
+                            first_in_response: total == 0,
+                            read_committed: req.isolation_level == 1,
+                        },
                         &mut pd,
                     )
                     .await
@@ -262,24 +266,39 @@ async fn read_all(
     (resp, total, errors)
 }
 
+/// What a fetch asks of one partition.
+struct Want {
+    partition: i32,
+    offset: i64,
+    /// Most bytes to add (at least one batch when first in the response).
+    limit: usize,
+    first_in_response: bool,
+    /// `isolation.level=read_committed`: nothing at or past the last stable
+    /// offset, and the aborted transactions of what is returned.
+    read_committed: bool,
+}
+
 /// Fills `pd` for one partition; returns the record bytes added.
-#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
     topic: &TopicRecord,
     purpose: Option<&Purpose>,
-    partition: i32,
-    offset: i64,
-    limit: usize,
-    first_in_response: bool,
+    want: Want,
     pd: &mut PartitionData,
 ) -> Result<usize, KafkaError> {
     let topic_id = topic.id;
+    let Want {
+        partition,
+        offset,
+        limit,
+        first_in_response,
+        read_committed,
+    } = want;
     let Some(offsets) = broker.meta.partition_offsets(topic_id, partition).await? else {
         return Err(KafkaError::new(ResponseError::UnknownTopicOrPartition, ""));
     };
     pd.high_watermark = offsets.next_offset;
-    pd.last_stable_offset = offsets.next_offset;
+    pd.last_stable_offset = offsets.last_stable;
     pd.log_start_offset = offsets.log_start;
     if offset < offsets.log_start || offset > offsets.next_offset {
         return Err(KafkaError::new(
@@ -290,7 +309,17 @@ async fn read_partition(
             ),
         ));
     }
-    if offset == offsets.next_offset || (limit == 0 && !first_in_response) {
+    // A read_committed consumer reads up to the last stable offset; a
+    // read_uncommitted one up to the high watermark.
+    let end = if read_committed {
+        offsets.last_stable
+    } else {
+        offsets.next_offset
+    };
+    if read_committed {
+        pd.aborted_transactions = Some(Vec::new());
+    }
+    if offset >= end || (limit == 0 && !first_in_response) {
         return Ok(0);
     }
     let mut out: Vec<u8> = Vec::new();
@@ -304,7 +333,7 @@ async fn read_partition(
             break;
         }
         for loc in &locs {
-            if loc.base_offset >= offsets.next_offset {
+            if loc.base_offset >= end {
                 break 'outer;
             }
             let len = loc.len as usize;
@@ -320,6 +349,23 @@ async fn read_partition(
         if locs.len() < 256 {
             break;
         }
+    }
+    if read_committed && from > offset {
+        let aborted = broker
+            .meta
+            .aborted_txns(topic_id, partition, offset, from)
+            .await?;
+        pd.aborted_transactions = Some(
+            aborted
+                .into_iter()
+                .map(|a| {
+                    let mut t = AbortedTransaction::default();
+                    t.producer_id = ProducerId(a.producer_id);
+                    t.first_offset = a.first_offset;
+                    t
+                })
+                .collect(),
+        );
     }
     let n = out.len();
     let records = broker

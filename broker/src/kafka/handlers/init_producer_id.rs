@@ -1,11 +1,13 @@
-//! InitProducerId: a fresh producer id for idempotent producers.
+//! InitProducerId: a fresh producer id for idempotent producers; for a
+//! transactional id, its producer id with a new epoch, which fences every
+//! earlier instance (see [`crate::coordinator::transactions`]).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::kafka::session::ConnContext;
 use crate::node::state::Broker;
-use crate::security::acl::Operation;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(
     broker: &Broker,
@@ -16,12 +18,29 @@ pub async fn handle(
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if req.transactional_id.is_some() {
-        // Transactions are not implemented; refuse clearly rather than pretend.
-        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        tracing::info!(
-            "refused InitProducerId for a transactional producer: transactions are not supported"
-        );
+    if let Some(id) = req.transactional_id.as_deref().filter(|id| !id.is_empty()) {
+        if !ctx
+            .may(broker, Operation::Write, ResourceType::TransactionalId, id)
+            .await
+        {
+            resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            return resp;
+        }
+        let given = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+        match broker
+            .txns
+            .init_producer(id, req.transaction_timeout_ms, given)
+            .await
+        {
+            Ok((producer_id, epoch)) => {
+                resp.producer_id = ProducerId(producer_id);
+                resp.producer_epoch = epoch;
+            }
+            Err((code, message)) => {
+                tracing::info!(transactional_id = %id, ?code, %message, "InitProducerId refused");
+                resp.error_code = code.code();
+            }
+        }
         return resp;
     }
     // As in Kafka 3: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.

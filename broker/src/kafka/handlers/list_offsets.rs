@@ -28,11 +28,11 @@ pub async fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
-    for t in req.topics {
+    for t in &req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
         let topic = authorized_topic(broker, ctx, Operation::Describe, &t.name).await;
-        for p in t.partitions {
+        for p in &t.partitions {
             let mut pr = ListOffsetsPartitionResponse::default();
             pr.partition_index = p.partition_index;
             pr.timestamp = -1;
@@ -41,7 +41,14 @@ pub async fn handle(
                 Ok(Some(topic))
                     if p.partition_index >= 0 && p.partition_index < topic.partitions =>
                 {
-                    lookup(broker, topic.id, p.partition_index, p.timestamp).await
+                    lookup(
+                        broker,
+                        topic.id,
+                        p.partition_index,
+                        p.timestamp,
+                        req.isolation_level == 1,
+                    )
+                    .await
                 }
                 Ok(_) => Err(KafkaError::new(ResponseError::UnknownTopicOrPartition, "")),
                 Err(e) => Err(e.clone()),
@@ -69,6 +76,7 @@ async fn lookup(
     topic_id: i64,
     partition: i32,
     ts: i64,
+    read_committed: bool,
 ) -> Result<(i64, i64), KafkaError> {
     let offsets = broker
         .meta
@@ -76,6 +84,8 @@ async fn lookup(
         .await?
         .ok_or_else(|| KafkaError::new(ResponseError::UnknownTopicOrPartition, ""))?;
     match ts {
+        // read_committed: the end is the last stable offset.
+        LATEST if read_committed => Ok((offsets.last_stable, -1)),
         LATEST => Ok((offsets.next_offset, -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((offsets.log_start, -1)),
         MAX_TIMESTAMP => {

@@ -25,6 +25,8 @@ use crate::kafka::session::ConnContext;
 use crate::node::state::SharedBroker;
 
 mod acls;
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_client_quotas;
 mod alter_configs;
 mod api_versions;
@@ -39,7 +41,9 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_transactions;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -57,6 +61,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod scram_credentials;
 mod sync_group;
+mod txn_offset_commit;
 
 pub type Pending = BoxFuture<'static, Result<Option<Bytes>, CodecError>>;
 
@@ -290,10 +295,43 @@ pub async fn start(
             )
         }
         ApiKey::ListTransactions => {
-            let body: m::ListTransactionsRequest = req.decode()?;
-            let out = respond(&req, &list_transactions::handle(body));
-            async move { out }.boxed()
+            checked!(
+                broker,
+                ctx,
+                req,
+                list_transactions,
+                m::ListTransactionsRequest
+            )
         }
+        ApiKey::DescribeTransactions => checked!(
+            broker,
+            ctx,
+            req,
+            describe_transactions,
+            m::DescribeTransactionsRequest
+        ),
+        ApiKey::AddPartitionsToTxn => checked!(
+            broker,
+            ctx,
+            req,
+            add_partitions_to_txn,
+            m::AddPartitionsToTxnRequest
+        ),
+        ApiKey::AddOffsetsToTxn => checked!(
+            broker,
+            ctx,
+            req,
+            add_offsets_to_txn,
+            m::AddOffsetsToTxnRequest
+        ),
+        ApiKey::TxnOffsetCommit => checked!(
+            broker,
+            ctx,
+            req,
+            txn_offset_commit,
+            m::TxnOffsetCommitRequest
+        ),
+        ApiKey::EndTxn => checked!(broker, ctx, req, end_txn, m::EndTxnRequest),
         ApiKey::DescribeClientQuotas => checked!(
             broker,
             ctx,

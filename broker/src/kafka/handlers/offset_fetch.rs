@@ -32,7 +32,8 @@ async fn lookup(
     ctx: &ConnContext,
     group: &str,
     wanted: Wanted,
-) -> Result<Vec<Found>, i16> {
+    require_stable: bool,
+) -> Result<(Vec<Found>, Unstable), i16> {
     if !ctx
         .may(broker, Operation::Describe, ResourceType::Group, group)
         .await
@@ -43,6 +44,23 @@ async fn lookup(
         tracing::error!(error = %e, "cannot read committed offsets");
         ResponseError::CoordinatorNotAvailable.code()
     })?;
+    // KIP-447: a consumer that asks for stable offsets waits (retrying
+    // on UNSTABLE_OFFSET_COMMIT) while a transaction holds offsets of the
+    // partition that it has not committed yet.
+    let unstable: Unstable = if require_stable {
+        broker
+            .meta
+            .pending_txn_offsets(group)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read transactional offsets");
+                ResponseError::CoordinatorNotAvailable.code()
+            })?
+            .into_iter()
+            .collect()
+    } else {
+        Unstable::new()
+    };
     let mut by_topic: HashMap<String, Vec<CommittedOffset>> = HashMap::new();
     for o in stored {
         by_topic.entry(o.topic.clone()).or_default().push(o);
@@ -85,8 +103,11 @@ async fn lookup(
             .await;
         out.push((topic, visible.then_some(parts)));
     }
-    Ok(out)
+    Ok((out, unstable))
 }
+
+/// Partitions whose offsets wait in an open transaction.
+type Unstable = std::collections::HashSet<(String, i32)>;
 
 pub async fn handle(
     broker: &Broker,
@@ -97,7 +118,8 @@ pub async fn handle(
     if version >= 8 {
         let mut resp = OffsetFetchResponse::default();
         for g in req.groups {
-            resp.groups.push(fetch_group(broker, ctx, g).await);
+            resp.groups
+                .push(fetch_group(broker, ctx, g, req.require_stable).await);
         }
         return resp;
     }
@@ -116,13 +138,14 @@ async fn fetch_group(
     broker: &Broker,
     ctx: &ConnContext,
     g: OffsetFetchRequestGroup,
+    require_stable: bool,
 ) -> OffsetFetchResponseGroup {
     let mut gr = OffsetFetchResponseGroup::default();
     gr.group_id = g.group_id.clone();
     let asked = wanted(g.topics.as_ref(), |t| {
         (t.name.to_string(), t.partition_indexes.clone())
     });
-    let found = match lookup(broker, ctx, &g.group_id, asked).await {
+    let (found, unstable) = match lookup(broker, ctx, &g.group_id, asked, require_stable).await {
         Err(code) => {
             gr.error_code = code;
             return gr;
@@ -156,6 +179,10 @@ async fn fetch_group(
             pr.committed_offset = o.as_ref().map_or(-1, |o| o.offset);
             pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
             pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+            if unstable.contains(&(tr.name.to_string(), p)) {
+                pr.committed_offset = -1;
+                pr.error_code = ResponseError::UnstableOffsetCommit.code();
+            }
             tr.partitions.push(pr);
         }
         gr.topics.push(tr);
@@ -174,7 +201,8 @@ async fn fetch_one_group(
     let asked = wanted(req.topics.as_ref(), |t| {
         (t.name.to_string(), t.partition_indexes.clone())
     });
-    let found = match lookup(broker, ctx, &req.group_id, asked).await {
+    let stable = version >= 7 && req.require_stable;
+    let (found, unstable) = match lookup(broker, ctx, &req.group_id, asked, stable).await {
         Err(code) => {
             if version >= 2 {
                 resp.error_code = code;
@@ -209,6 +237,10 @@ async fn fetch_one_group(
                 pr.committed_leader_epoch = o.as_ref().map_or(-1, |o| o.leader_epoch);
             }
             pr.metadata = Some(str_bytes(o.and_then(|o| o.metadata).unwrap_or_default()));
+            if unstable.contains(&(tr.name.to_string(), p)) {
+                pr.committed_offset = -1;
+                pr.error_code = ResponseError::UnstableOffsetCommit.code();
+            }
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);

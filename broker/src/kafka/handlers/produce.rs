@@ -29,7 +29,7 @@ use crate::log::dead_letter::{DeadLetters, DeadRecord};
 use crate::node::state::SharedBroker;
 use crate::policy::validation::{Mode, RecordError, Refusal, Rejection};
 use crate::security::acl::{Operation, ResourceType};
-use crate::store::meta::TopicRecord;
+use crate::store::meta::{TopicRecord, TxnPart};
 use crate::store::topic_config::TopicConfig;
 use tokio::sync::oneshot;
 
@@ -90,8 +90,19 @@ async fn run(
     let mut topics: Vec<(TopicName, Vec<Part>)> = Vec::new();
     let mut job: Vec<PendingBatch> = Vec::new();
 
-    if body.transactional_id.is_some() {
-        topics = refuse_transactional(body.topic_data);
+    let transactional = body.transactional_id.as_deref().filter(|id| !id.is_empty());
+    if let Some(id) = transactional
+        && !ctx
+            .may(&broker, Operation::Write, ResourceType::TransactionalId, id)
+            .await
+    {
+        topics = refuse_all(
+            body.topic_data,
+            KafkaError::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                format!("{} may not write transactional id '{id}'", ctx.principal()),
+            ),
+        );
     } else {
         for t in body.topic_data {
             let name = t.name.to_string();
@@ -107,7 +118,10 @@ async fn run(
                             format!("topic '{name}' does not exist"),
                         ),
                     )),
-                    Ok(Some(topic)) => check_partition(&broker, &name, topic, p, &mut job).await,
+                    Ok(Some(topic)) => {
+                        check_partition(&broker, &name, topic, p, transactional.is_some(), &mut job)
+                            .await
+                    }
                 };
                 parts.push(part);
             }
@@ -175,23 +189,14 @@ fn answer(topics: Vec<(TopicName, Vec<Part>)>, outcomes: &[BatchOutcome]) -> Pro
     resp
 }
 
-/// Every partition of a transactional produce fails: this broker has no
-/// transactions yet.
-fn refuse_transactional(data: Vec<TopicProduceData>) -> Vec<(TopicName, Vec<Part>)> {
+/// Every partition of the request fails with `error`.
+fn refuse_all(data: Vec<TopicProduceData>, error: KafkaError) -> Vec<(TopicName, Vec<Part>)> {
     data.into_iter()
         .map(|t| {
             let parts = t
                 .partition_data
                 .iter()
-                .map(|p| {
-                    Part::Done(failed(
-                        p.index,
-                        KafkaError::new(
-                            ResponseError::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported by this broker",
-                        ),
-                    ))
-                })
+                .map(|p| Part::Done(failed(p.index, error.clone())))
                 .collect();
             (t.name, parts)
         })
@@ -221,7 +226,8 @@ async fn writable_topic(
 
 /// Checks one partition's record set (partition exists, batches well
 /// formed and within `max.message.bytes`, records valid for the topic's
-/// schema, no transactional or control batches) and appends its batches to
+/// schema, no control batches, transactional batches only in a
+/// transactional request and idempotent) and appends its batches to
 /// `job`; the answer is [`Part::Queued`] with their place in it, or the
 /// partition's error.
 async fn check_partition(
@@ -229,6 +235,7 @@ async fn check_partition(
     name: &str,
     topic: &TopicRecord,
     p: PartitionProduceData,
+    transactional: bool,
     job: &mut Vec<PendingBatch>,
 ) -> Part {
     if p.index < 0 || p.index >= topic.partitions {
@@ -268,16 +275,21 @@ async fn check_partition(
         .increment(bytes as u64);
     metrics::counter!("sluice_produce_records_total", "topic" => name.to_owned())
         .increment(records as u64);
-    if batches
-        .iter()
-        .any(|(b, _)| b.header.is_transactional() || b.header.is_control())
-    {
+    if let Some(why) = batches.iter().find_map(|(b, _)| {
+        let h = &b.header;
+        if h.is_control() {
+            Some("control batches are written by the broker, not produced")
+        } else if h.is_transactional() != transactional {
+            Some("a transactional request must hold transactional batches only, and only it may")
+        } else if h.is_transactional() && !h.is_idempotent() {
+            Some("a transactional batch needs a producer id")
+        } else {
+            None
+        }
+    }) {
         return Part::Done(failed(
             p.index,
-            KafkaError::new(
-                ResponseError::InvalidRecord,
-                "transactional and control batches are not supported",
-            ),
+            KafkaError::new(ResponseError::InvalidRecord, why),
         ));
     }
     let first = job.len();
@@ -286,6 +298,10 @@ async fn check_partition(
         topic_id: topic.id,
         partition: p.index,
         header: b.header,
+        txn: b.header.is_transactional().then_some(TxnPart::Data {
+            producer_id: b.header.producer_id,
+            epoch: b.header.producer_epoch,
+        }),
         bytes: b.bytes,
         dead_letters,
     }));
