@@ -165,6 +165,8 @@ pub struct ProducerSummary {
     pub last_sequence: i32,
     /// When its last batch was stored (Unix ms).
     pub last_timestamp: i64,
+    /// First offset of its open transaction on the partition, or -1.
+    pub txn_start_offset: i64,
 }
 
 /// (producer id, topic id, partition).
@@ -679,8 +681,12 @@ impl MetaStore {
         partition: i32,
     ) -> Result<Vec<ProducerSummary>> {
         let rows = sqlx::query(
-            "SELECT producer_id, epoch, recent, updated_ms FROM producer_state
-             WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id",
+            "SELECT s.producer_id, s.epoch, s.recent, s.updated_ms,
+                    (SELECT t.first_offset FROM txn_partitions t
+                     WHERE t.topic_id = s.topic_id AND t.partition = s.partition
+                       AND t.producer_id = s.producer_id)
+             FROM producer_state s
+             WHERE s.topic_id = $1 AND s.partition = $2 ORDER BY s.producer_id",
         )
         .bind(topic_id)
         .bind(partition as i64)
@@ -696,6 +702,7 @@ impl MetaStore {
                     epoch: r.get::<i64, _>(1) as i16,
                     last_sequence: recent.recent.last().map_or(-1, |b| b.1),
                     last_timestamp: r.get(3),
+                    txn_start_offset: r.get::<Option<i64>, _>(4).unwrap_or(-1),
                 }
             })
             .collect())
@@ -1055,7 +1062,7 @@ impl AppendTx {
             }
             if let Some(t) = &b.txn
                 && let Err((error, message)) =
-                    crate::store::txn::index_txn_batch(tx, b, t, base_offset).await?
+                    index_txn_batch(tx, b, t, base_offset).await?
             {
                 out.push(Appended::Refused { error, message });
                 continue;
@@ -1261,6 +1268,96 @@ impl MetaStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// Checks and records, inside an append transaction, a transactional
+/// batch: a data batch must belong to the open transaction of its
+/// producer's current epoch on this partition (KIP-890's server-side
+/// check: nothing is added to a transaction after EndTxn began or after
+/// the producer was fenced), and marks where that transaction starts here;
+/// a marker closes the producer's transaction on the partition and, for an
+/// abort, records the aborted range.
+async fn index_txn_batch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    b: &NewBatch,
+    part: &TxnPart,
+    base_offset: i64,
+) -> Result<std::result::Result<(), (ResponseError, String)>> {
+    match *part {
+        TxnPart::Data { producer_id, epoch } => {
+            let done = sqlx::query(
+                "UPDATE txn_partitions SET first_offset = COALESCE(first_offset, $4)
+                 WHERE topic_id = $1 AND partition = $2 AND producer_id = $3
+                   AND epoch = $5 AND ending = 0",
+            )
+            .bind(b.topic_id)
+            .bind(b.partition as i64)
+            .bind(producer_id)
+            .bind(base_offset)
+            .bind(epoch as i64)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Ok(()));
+            }
+            let row = sqlx::query(
+                "SELECT epoch FROM txn_partitions
+                 WHERE topic_id = $1 AND partition = $2 AND producer_id = $3",
+            )
+            .bind(b.topic_id)
+            .bind(b.partition as i64)
+            .bind(producer_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            Ok(Err(match row.map(|r| r.get::<i64, _>(0)) {
+                Some(current) if current > epoch as i64 => (
+                    ResponseError::InvalidProducerEpoch,
+                    format!("producer {producer_id} epoch {epoch} was fenced by epoch {current}"),
+                ),
+                Some(_) => (
+                    ResponseError::InvalidTxnState,
+                    format!("the transaction of producer {producer_id} is ending"),
+                ),
+                None => (
+                    ResponseError::InvalidTxnState,
+                    format!(
+                        "partition {} was not added to a transaction of producer {producer_id} (AddPartitionsToTxn first)",
+                        b.partition
+                    ),
+                ),
+            }))
+        }
+        TxnPart::Marker {
+            producer_id,
+            commit,
+            ..
+        } => {
+            let row = sqlx::query(
+                "DELETE FROM txn_partitions WHERE topic_id = $1 AND partition = $2 AND producer_id = $3
+                 RETURNING first_offset",
+            )
+            .bind(b.topic_id)
+            .bind(b.partition as i64)
+            .bind(producer_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let first: Option<i64> = row.and_then(|r| r.get(0));
+            if let (false, Some(first_offset)) = (commit, first) {
+                sqlx::query(
+                    "INSERT INTO txn_aborted (topic_id, partition, last_offset, producer_id, first_offset)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(b.topic_id)
+                .bind(b.partition as i64)
+                .bind(base_offset + b.offsets - 1)
+                .bind(producer_id)
+                .bind(first_offset)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(Ok(()))
+        }
     }
 }
 

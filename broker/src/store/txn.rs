@@ -7,14 +7,14 @@
 //! transactional id and two brokers racing on one (a producer's EndTxn and
 //! the timeout abort, say) cannot both win. What a partition's appends must
 //! see (is this producer's transaction open here, where does it start) is
-//! read and written inside the append transaction ([`index_txn_batch`]).
+//! read and written inside the append transaction (`AppendTx::index` in
+//! [`crate::store::meta`]).
 
 use std::fmt;
 
-use kafka_protocol::error::ResponseError;
 use sqlx::Row;
 
-use crate::store::meta::{MetaStore, NewBatch, Result, TxnPart, unix_ms};
+use crate::store::meta::{MetaStore, Result, unix_ms};
 
 /// Where a transactional id's current transaction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,96 +117,6 @@ fn expect_clause() -> &'static str {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
-/// Checks and records, inside an append transaction, a transactional
-/// batch: a data batch must belong to the open transaction of its
-/// producer's current epoch on this partition (KIP-890's server-side
-/// check: nothing is added to a transaction after EndTxn began or after
-/// the producer was fenced), and marks where that transaction starts here;
-/// a marker closes the producer's transaction on the partition and, for an
-/// abort, records the aborted range.
-pub(crate) async fn index_txn_batch(
-    tx: &mut Tx,
-    b: &NewBatch,
-    part: &TxnPart,
-    base_offset: i64,
-) -> Result<std::result::Result<(), (ResponseError, String)>> {
-    match *part {
-        TxnPart::Data { producer_id, epoch } => {
-            let done = sqlx::query(
-                "UPDATE txn_partitions SET first_offset = COALESCE(first_offset, $4)
-                 WHERE topic_id = $1 AND partition = $2 AND producer_id = $3
-                   AND epoch = $5 AND ending = 0",
-            )
-            .bind(b.topic_id)
-            .bind(b.partition as i64)
-            .bind(producer_id)
-            .bind(base_offset)
-            .bind(epoch as i64)
-            .execute(&mut **tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                return Ok(Ok(()));
-            }
-            let row = sqlx::query(
-                "SELECT epoch FROM txn_partitions
-                 WHERE topic_id = $1 AND partition = $2 AND producer_id = $3",
-            )
-            .bind(b.topic_id)
-            .bind(b.partition as i64)
-            .bind(producer_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            Ok(Err(match row.map(|r| r.get::<i64, _>(0)) {
-                Some(current) if current > epoch as i64 => (
-                    ResponseError::InvalidProducerEpoch,
-                    format!("producer {producer_id} epoch {epoch} was fenced by epoch {current}"),
-                ),
-                Some(_) => (
-                    ResponseError::InvalidTxnState,
-                    format!("the transaction of producer {producer_id} is ending"),
-                ),
-                None => (
-                    ResponseError::InvalidTxnState,
-                    format!(
-                        "partition {} was not added to a transaction of producer {producer_id} (AddPartitionsToTxn first)",
-                        b.partition
-                    ),
-                ),
-            }))
-        }
-        TxnPart::Marker {
-            producer_id,
-            commit,
-            ..
-        } => {
-            let row = sqlx::query(
-                "DELETE FROM txn_partitions WHERE topic_id = $1 AND partition = $2 AND producer_id = $3
-                 RETURNING first_offset",
-            )
-            .bind(b.topic_id)
-            .bind(b.partition as i64)
-            .bind(producer_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let first: Option<i64> = row.and_then(|r| r.get(0));
-            if let (false, Some(first_offset)) = (commit, first) {
-                sqlx::query(
-                    "INSERT INTO txn_aborted (topic_id, partition, last_offset, producer_id, first_offset)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(b.topic_id)
-                .bind(b.partition as i64)
-                .bind(base_offset + b.offsets - 1)
-                .bind(producer_id)
-                .bind(first_offset)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(Ok(()))
-        }
-    }
-}
 
 fn record_from_row(r: &sqlx::any::AnyRow) -> TxnRecord {
     TxnRecord {

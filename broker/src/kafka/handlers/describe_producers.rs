@@ -1,7 +1,7 @@
-//! DescribeProducers: the idempotent producers whose state the metadata
-//! store keeps for each partition (the last batches each one wrote, kept
-//! for deduplication). There are no transactions, so no producer has an
-//! open one.
+//! DescribeProducers: the idempotent and transactional producers whose
+//! state the metadata store keeps for each partition (the last batches each
+//! one wrote, kept for deduplication), with the first offset of a
+//! producer's open transaction there.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
@@ -52,7 +52,7 @@ pub async fn handle(
                             ps.last_sequence = s.last_sequence;
                             ps.last_timestamp = s.last_timestamp;
                             ps.coordinator_epoch = -1;
-                            ps.current_txn_start_offset = -1;
+                            ps.current_txn_start_offset = s.txn_start_offset;
                             ps
                         })
                         .collect();
