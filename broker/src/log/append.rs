@@ -6,7 +6,8 @@
 //!                                         1. idempotence checks (sequence, epoch)
 //!                                         2. concatenate accepted batches → segment
 //!                                         3. put segment in the object store   (durable first)
-//!                                         4. metadata txn: assign offsets, index batches
+//!                                         4. metadata txn: producer checks against the
+//!                                            stored state, assign offsets, index batches
 //!                                            (+ the dead letters of accepted batches)
 //!                                         5. reply to every job, wake waiting fetches
 //! ```
@@ -17,7 +18,11 @@
 //! commit of the one before; commits stay in flush order. Idempotence checks
 //! see the state of flushes not yet committed, and if a flush fails, flushes
 //! prepared on top of it are refused with a retriable error so a producer's
-//! sequence never skips a batch that was not stored.
+//! sequence never skips a batch that was not stored. The checks here are
+//! the fast path; the metadata transaction repeats them against the stored
+//! state (which another broker may have changed) and has the last word.
+//! Transaction markers, written by the transaction coordinator, carry no
+//! sequence and skip the first check.
 //!
 //! A batch may carry dead letters (records taken out of it because they
 //! failed validation, see [`crate::log::dead_letter`]). They are written in the

@@ -1061,8 +1061,7 @@ impl AppendTx {
                 }
             }
             if let Some(t) = &b.txn
-                && let Err((error, message)) =
-                    index_txn_batch(tx, b, t, base_offset).await?
+                && let Err((error, message)) = index_txn_batch(tx, b, t, base_offset).await?
             {
                 out.push(Appended::Refused { error, message });
                 continue;

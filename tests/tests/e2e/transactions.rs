@@ -505,3 +505,299 @@ fn confluent_kafka_commits_aborts_and_is_fenced() {
     let uncommitted: Vec<String> = serde_json::from_value(v["uncommitted"].clone()).unwrap();
     assert_eq!(uncommitted.len(), 18, "{uncommitted:?}");
 }
+
+/// Hand-encoded v0 requests of the transaction APIs, for exact error codes.
+mod raw_txn {
+    use crate::common::Dec;
+    use crate::raw::{Reply, connect, frame, read_reply};
+    use sluice_tests::Broker;
+
+    fn string(s: &str, out: &mut Vec<u8>) {
+        out.extend((s.len() as i16).to_be_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    fn call(broker: &Broker, api: i16, version: i16, body: &[u8]) -> Vec<u8> {
+        let mut s = connect(broker);
+        use std::io::Write;
+        s.write_all(&frame(api, version, 7, body)).unwrap();
+        match read_reply(&mut s) {
+            Reply::Frame(f) => f,
+            Reply::Closed => panic!("the broker closed the connection on API {api}"),
+        }
+    }
+
+    /// InitProducerId v0: (error, producer id, epoch).
+    pub fn init(broker: &Broker, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+        let mut b = vec![];
+        string(id, &mut b);
+        b.extend(timeout_ms.to_be_bytes());
+        crate::raw::init_producer_id_v0_result(&call(broker, 22, 0, &b), 7)
+    }
+
+    /// EndTxn v0: the error code.
+    pub fn end(broker: &Broker, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+        let mut b = vec![];
+        string(id, &mut b);
+        b.extend(pid.to_be_bytes());
+        b.extend(epoch.to_be_bytes());
+        b.push(u8::from(commit));
+        let f = call(broker, 26, 0, &b);
+        let mut d = Dec(&f);
+        assert_eq!(d.i32(), 7);
+        d.i32();
+        let err = d.i16();
+        d.end("EndTxn v0");
+        err
+    }
+
+    /// AddPartitionsToTxn v0 for one partition: its error code.
+    pub fn add(broker: &Broker, id: &str, pid: i64, epoch: i16, topic: &str) -> i16 {
+        let mut b = vec![];
+        string(id, &mut b);
+        b.extend(pid.to_be_bytes());
+        b.extend(epoch.to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+        string(topic, &mut b);
+        b.extend(1i32.to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        let f = call(broker, 24, 0, &b);
+        let mut d = Dec(&f);
+        assert_eq!(d.i32(), 7);
+        d.i32();
+        let results = d.array(|d| {
+            let _name = d.str();
+            d.array(|d| (d.i32(), d.i16()))
+        });
+        d.end("AddPartitionsToTxn v0");
+        results[0][0].1
+    }
+}
+
+#[test]
+fn bad_transaction_requests_get_kafkas_error_codes() {
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    const INVALID_TXN_STATE: i16 = 48;
+    const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    let broker = Broker::start();
+    let topic = unique("txn-raw");
+    broker.create_topic(&topic, 1, &[]);
+    let id = unique("tid");
+
+    assert_eq!(
+        raw_txn::end(&broker, &id, 1, 0, true),
+        INVALID_PRODUCER_ID_MAPPING,
+        "unknown id"
+    );
+    assert_eq!(
+        raw_txn::init(&broker, &id, 0).0,
+        INVALID_TRANSACTION_TIMEOUT
+    );
+    assert_eq!(
+        raw_txn::init(&broker, &id, 16 * 60 * 1000).0,
+        INVALID_TRANSACTION_TIMEOUT
+    );
+    let (err, pid, epoch) = raw_txn::init(&broker, &id, 60_000);
+    assert_eq!((err, epoch), (0, 0));
+    let (err, same, epoch) = raw_txn::init(&broker, &id, 60_000);
+    assert_eq!(
+        (err, same, epoch),
+        (0, pid, 1),
+        "a new instance bumps the epoch"
+    );
+    // The fenced epoch (v0 clients are told INVALID_PRODUCER_EPOCH, as Kafka
+    // tells clients that predate PRODUCER_FENCED).
+    assert_eq!(
+        raw_txn::end(&broker, &id, pid, 0, true),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        raw_txn::add(&broker, &id, pid, 0, &topic),
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        raw_txn::add(&broker, &id, pid + 100, 1, &topic),
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    assert_eq!(
+        raw_txn::end(&broker, &id, pid, 1, true),
+        INVALID_TXN_STATE,
+        "nothing to commit"
+    );
+    assert_eq!(
+        raw_txn::add(&broker, &id, pid, 1, "no-such-topic"),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(raw_txn::add(&broker, &id, pid, 1, &topic), 0);
+    assert_eq!(raw_txn::end(&broker, &id, pid, 1, false), 0);
+    assert_eq!(
+        raw_txn::end(&broker, &id, pid, 1, false),
+        0,
+        "a retried abort succeeds"
+    );
+    assert_eq!(
+        raw_txn::end(&broker, &id, pid, 1, true),
+        INVALID_TXN_STATE,
+        "commit after abort"
+    );
+
+    // Nothing else broke: plain produce and consume still work.
+    let plain = broker.producer(&[("linger.ms", "0")]);
+    send(&plain, &topic, 0, "plain", 3);
+    let values = read_values(&broker, &topic, 1, "read_committed");
+    assert_eq!(values[&0].len(), 3);
+}
+
+const ACL_TRANSACTIONS: &str = r#"
+import json, sys
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, AclBinding, AclOperation, AclPermissionType,
+    NewTopic, ResourcePatternType, ResourceType)
+
+sasl = sys.argv[1]
+def conf(user, password, **extra):
+    c = {'bootstrap.servers': sasl, 'security.protocol': 'SASL_PLAINTEXT',
+         'sasl.mechanisms': 'SCRAM-SHA-512', 'sasl.username': user,
+         'sasl.password': password}
+    c.update(extra)
+    return c
+
+admin = AdminClient(conf('admin', 'admin-pw'))
+for t in ('ledger', 'open'):
+    admin.create_topics([NewTopic(t, 1, 1)])[t].result(30)
+bindings = [
+    AclBinding(ResourceType.TRANSACTIONAL_ID, 'alice-', ResourcePatternType.PREFIXED,
+               'User:alice', '*', AclOperation.WRITE, AclPermissionType.ALLOW),
+    AclBinding(ResourceType.TOPIC, 'open', ResourcePatternType.LITERAL,
+               'User:alice', '*', AclOperation.WRITE, AclPermissionType.ALLOW),
+]
+for f in admin.create_acls(bindings).values():
+    f.result(30)
+
+def name(e):
+    return e.args[0].name()
+
+out = {}
+try:
+    Producer(conf('alice', 'alice-pw', **{'transactional.id': 'bob-tx'})).init_transactions(20)
+    out['foreign_id'] = 'ok'
+except KafkaException as e:
+    out['foreign_id'] = name(e)
+
+p = Producer(conf('alice', 'alice-pw', **{'transactional.id': 'alice-tx'}))
+p.init_transactions(20)
+p.begin_transaction()
+p.produce('ledger', value=b'not allowed')
+p.flush(20)
+try:
+    p.commit_transaction(20)
+    out['foreign_topic'] = 'ok'
+except KafkaException as e:
+    out['foreign_topic'] = name(e)
+    p.abort_transaction(20)
+p.begin_transaction()
+p.produce('open', value=b'allowed')
+p.commit_transaction(20)
+out['allowed'] = 'ok'
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer(conf('admin', 'admin-pw', **{'group.id': 'check', 'isolation.level': 'read_uncommitted',
+             'enable.partition.eof': True, 'auto.offset.reset': 'earliest'}))
+c.assign([TopicPartition('ledger', 0, 0)])
+ledger = []
+while True:
+    m = c.poll(10)
+    if m is None or (m.error() and m.error().code() == -191):
+        break
+    if not m.error():
+        ledger.append(m.value().decode())
+out['ledger'] = ledger
+print(json.dumps(out))
+"#;
+
+#[test]
+fn transactional_ids_and_topics_are_checked_against_acls() {
+    use crate::sasl::{sasl_broker, set_user};
+    let (broker, sasl) = sasl_broker(&[
+        "--authorizer",
+        "acl",
+        "--super-users",
+        "User:admin;User:ANONYMOUS",
+    ]);
+    set_user(&broker, "admin", "admin-pw");
+    set_user(&broker, "alice", "alice-pw");
+    let Some(out) = sluice_tests::run_python(ACL_TRANSACTIONS, &[&sasl], Duration::from_secs(120))
+    else {
+        return;
+    };
+    let stdout = sluice_tests::expect_success("transactions under ACLs", &out);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        v["foreign_id"], "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        "{v}"
+    );
+    // librdkafka fails the record before AddPartitionsToTxn when the topic's
+    // metadata is refused too; either way the commit fails and nothing
+    // reaches the topic.
+    assert_ne!(v["foreign_topic"], "ok", "{v}");
+    assert_eq!(v["ledger"], serde_json::json!([]), "{v}");
+    assert_eq!(v["allowed"], "ok", "{v}");
+}
+
+/// Compiles and runs `tests/java/TxnClient.java` with the Java client's
+/// jars (`SLUICE_TEST_JAVA_LIBS`, set by `tests/run`); `None` when the jars
+/// or a JDK are not there.
+fn run_java_client(args: &[&str]) -> Option<std::process::Output> {
+    let Some(libs) = std::env::var_os("SLUICE_TEST_JAVA_LIBS") else {
+        eprintln!("SLUICE_TEST_JAVA_LIBS is not set: skipping the Java client (tests/run sets it)");
+        return None;
+    };
+    let classpath = format!("{}/*", std::path::Path::new(&libs).display());
+    let classes = tempfile::tempdir().unwrap();
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/java/TxnClient.java");
+    let javac = sluice_tests::run_with_timeout(
+        std::process::Command::new("javac").args([
+            "-d",
+            classes.path().to_str().unwrap(),
+            "-cp",
+            &classpath,
+            source,
+        ]),
+        None,
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    sluice_tests::expect_success("javac TxnClient.java", &javac);
+    let run_classpath = format!("{}:{classpath}", classes.path().display());
+    Some(
+        sluice_tests::run_with_timeout(
+            std::process::Command::new("java")
+                .args(["-cp", &run_classpath, "TxnClient"])
+                .args(args),
+            None,
+            Duration::from_secs(120),
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn the_java_client_commits_aborts_and_is_fenced() {
+    let broker = Broker::start();
+    let topic = unique("txn-java");
+    broker.create_topic(&topic, 1, &[]);
+    let Some(out) = run_java_client(&[&broker.bootstrap(), &topic, &unique("tid")]) else {
+        return;
+    };
+    let stdout = sluice_tests::expect_success("the Java transactional client", &out);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fenced"], "ProducerFencedException", "{v}");
+    let committed: Vec<String> = serde_json::from_value(v["committed"].clone()).unwrap();
+    let mut expected: Vec<String> = (0..5).map(|i| format!("commit-{i}")).collect();
+    expected.push("live-0".into());
+    assert_eq!(committed, expected);
+    let uncommitted: Vec<String> = serde_json::from_value(v["uncommitted"].clone()).unwrap();
+    assert_eq!(uncommitted.len(), 11, "{uncommitted:?}");
+}

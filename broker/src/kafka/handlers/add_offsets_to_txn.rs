@@ -13,7 +13,7 @@ pub async fn handle(
     broker: &Broker,
     ctx: &ConnContext,
     req: AddOffsetsToTxnRequest,
-    _version: i16,
+    version: i16,
 ) -> AddOffsetsToTxnResponse {
     let mut resp = AddOffsetsToTxnResponse::default();
     let id = req.transactional_id.as_str();
@@ -37,7 +37,7 @@ pub async fn handle(
         .await
     {
         tracing::info!(transactional_id = id, ?code, %message, "AddOffsetsToTxn refused");
-        resp.error_code = code.code();
+        resp.error_code = super::fenced_for(code, version, 2).code();
     }
     resp
 }

@@ -34,6 +34,7 @@ pub async fn handle(
             req.v3_and_below_producer_id,
             req.v3_and_below_producer_epoch,
             &req.v3_and_below_topics,
+            version,
         )
         .await;
         resp.results_by_topic_v3_and_below = results;
@@ -52,6 +53,7 @@ pub async fn handle(
                 t.producer_id,
                 t.producer_epoch,
                 &t.topics,
+                version,
             )
             .await
         };
@@ -93,6 +95,7 @@ async fn add(
     producer_id: ProducerId,
     epoch: i16,
     topics: &[AddPartitionsToTxnTopic],
+    version: i16,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     if !ctx
         .may(broker, Operation::Write, ResourceType::TransactionalId, id)
@@ -146,6 +149,7 @@ async fn add(
         Ok(()) => all(topics, |_| 0),
         Err((code, message)) => {
             tracing::info!(transactional_id = %id.as_str(), ?code, %message, "AddPartitionsToTxn refused");
+            let code = super::fenced_for(code, version, 2);
             all(topics, |_| code.code())
         }
     }

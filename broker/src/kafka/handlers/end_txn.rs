@@ -13,7 +13,7 @@ pub async fn handle(
     broker: &Broker,
     ctx: &ConnContext,
     req: EndTxnRequest,
-    _version: i16,
+    version: i16,
 ) -> EndTxnResponse {
     let mut resp = EndTxnResponse::default();
     let id = req.transactional_id.as_str();
@@ -30,7 +30,7 @@ pub async fn handle(
         .await
     {
         tracing::info!(transactional_id = id, ?code, %message, "EndTxn refused");
-        resp.error_code = code.code();
+        resp.error_code = super::fenced_for(code, version, 2).code();
     }
     resp
 }

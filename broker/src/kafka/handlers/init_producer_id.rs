@@ -13,7 +13,7 @@ pub async fn handle(
     broker: &Broker,
     ctx: &ConnContext,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
@@ -38,7 +38,7 @@ pub async fn handle(
             }
             Err((code, message)) => {
                 tracing::info!(transactional_id = %id, ?code, %message, "InitProducerId refused");
-                resp.error_code = code.code();
+                resp.error_code = super::fenced_for(code, version, 4).code();
             }
         }
         return resp;

@@ -383,6 +383,22 @@ pub(crate) async fn authorized_topic(
     broker.topic(name).await
 }
 
+/// PRODUCER_FENCED as a request of `version` may be told it: versions
+/// before `since` (those that predate KIP-588) get INVALID_PRODUCER_EPOCH,
+/// as Kafka answers them.
+pub(crate) fn fenced_for(
+    code: kafka_protocol::error::ResponseError,
+    version: i16,
+    since: i16,
+) -> kafka_protocol::error::ResponseError {
+    use kafka_protocol::error::ResponseError;
+    if code == ResponseError::ProducerFenced && version < since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        code
+    }
+}
+
 /// The error for a refused cluster-level operation.
 pub(crate) fn cluster_refused(
     ctx: &ConnContext,

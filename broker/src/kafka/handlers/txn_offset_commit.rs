@@ -22,7 +22,7 @@ pub async fn handle(
     broker: &Broker,
     ctx: &ConnContext,
     req: TxnOffsetCommitRequest,
-    _version: i16,
+    version: i16,
 ) -> TxnOffsetCommitResponse {
     let id = req.transactional_id.as_str();
     let group = req.group_id.to_string();
@@ -104,7 +104,7 @@ pub async fn handle(
         for t in &mut resp.topics {
             for p in &mut t.partitions {
                 if p.error_code == 0 {
-                    p.error_code = code.code();
+                    p.error_code = super::fenced_for(code, version, 3).code();
                 }
             }
         }
