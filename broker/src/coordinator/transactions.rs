@@ -308,10 +308,7 @@ impl Transactions {
                     format!("transactional id '{id}' has no open transaction"),
                 ));
             }
-            if let Some(o) = offsets
-                .iter()
-                .find(|o| !rec.groups.iter().any(|g| *g == o.group_id))
-            {
+            if let Some(o) = offsets.iter().find(|o| !rec.groups.contains(&o.group_id)) {
                 return Err(err(
                     ResponseError::InvalidTxnState,
                     format!(
@@ -353,21 +350,24 @@ impl Transactions {
                     ),
                 )
             };
-            match (rec.state, commit) {
-                (TxnState::Ongoing, _) => {
-                    self.end(&rec, commit, false, None).await?;
-                    return Ok(());
-                }
+            let done = match (rec.state, commit) {
+                (TxnState::Ongoing, _) => self.end(&rec, commit, false, None).await,
                 (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                    self.finish(&rec).await?;
-                    return Ok(());
+                    self.finish(&rec).await
                 }
                 (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
                     return Ok(());
                 }
                 (TxnState::Empty, false) => return Ok(()),
-                (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => return Err(wrong()),
                 _ => return Err(wrong()),
+            };
+            match done {
+                // Lost a race (the timeout abort, another broker) or the
+                // markers are not all stored yet: look again.
+                Err((ResponseError::ConcurrentTransactions, _)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
             }
         }
         Err(busy())

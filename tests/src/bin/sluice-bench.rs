@@ -657,7 +657,7 @@ fn produce(
                         thread::sleep(Duration::from_secs_f64(ahead));
                     }
                 }
-                if in_transactions && i % args.transaction_size == 0 {
+                if in_transactions && i.is_multiple_of(args.transaction_size) {
                     if i > 0 {
                         producer
                             .commit_transaction(txn_timeout)
