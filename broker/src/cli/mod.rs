@@ -180,6 +180,38 @@ async fn offsets(
     Ok(out)
 }
 
+/// Each partition's last stable offset (ListOffsets latest, read_committed).
+async fn stable_ends(
+    c: &mut Client,
+    topics: &[(String, i32)],
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let mut req = m::ListOffsetsRequest::default();
+    req.replica_id = m::BrokerId(-1);
+    req.isolation_level = 1;
+    for (name, parts) in topics {
+        let mut t = m::list_offsets_request::ListOffsetsTopic::default();
+        t.name = TopicName(s(name.clone()));
+        for p in 0..*parts {
+            let mut lp = m::list_offsets_request::ListOffsetsPartition::default();
+            lp.partition_index = p;
+            lp.timestamp = -1;
+            t.partitions.push(lp);
+        }
+        req.topics.push(t);
+    }
+    let resp = c.send(&req, 5).await?;
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0)
+                .map(|p| ((t.name.to_string(), p.partition_index), p.offset))
+        })
+        .collect())
+}
+
 pub async fn topics(cmd: TopicsCmd) -> anyhow::Result<()> {
     match cmd {
         TopicsCmd::List(target) => {
@@ -492,12 +524,17 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
             }
             let list: Vec<(String, i32)> = per_topic.into_iter().collect();
             let ends = offsets(&mut c, &list).await?;
+            let stable = stable_ends(&mut c, &list).await?;
             let rows: Vec<Vec<String>> = committed
                 .iter()
                 .map(|((t, p), off)| {
                     let end = ends.get(&(t.clone(), *p)).map_or(-1, |e| e.1);
-                    let lag = if *off >= 0 && end >= 0 {
-                        (end - off).max(0).to_string()
+                    let stable = stable.get(&(t.clone(), *p)).copied().unwrap_or(end);
+                    // Against the last stable offset: where a read_committed
+                    // consumer stops (the end itself unless a transaction
+                    // is open).
+                    let lag = if *off >= 0 && stable >= 0 {
+                        (stable - off).max(0).to_string()
                     } else {
                         "-".into()
                     };
@@ -510,6 +547,7 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
                             "-".into()
                         },
                         end.to_string(),
+                        stable.to_string(),
                         lag,
                         owner
                             .get(&(t.clone(), *p))
@@ -519,7 +557,15 @@ pub async fn groups(cmd: GroupsCmd) -> anyhow::Result<()> {
                 })
                 .collect();
             out(&table(
-                &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+                &[
+                    "TOPIC",
+                    "PARTITION",
+                    "COMMITTED",
+                    "END",
+                    "STABLE",
+                    "LAG",
+                    "MEMBER",
+                ],
                 &rows,
             ));
         }

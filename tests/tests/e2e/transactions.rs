@@ -142,6 +142,27 @@ fn committed_and_aborted_transactions_are_seen_as_kafka_shows_them() {
     let committed = read_values(&broker, &topic, 2, "read_committed");
     assert_eq!(committed[&0].len(), 15, "{:?}", committed[&0]);
     assert_eq!(tagged(&committed[&0], "open"), 0);
+    // A group caught up to the last stable offset has no lag, though the
+    // high watermark is further on.
+    let group = unique("lagcheck");
+    let consumer = group_consumer(&broker, &group);
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset(&topic, 0, Offset::Offset(25))
+        .unwrap();
+    consumer
+        .commit(&at, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    let described = sluice_cli(&["groups", "describe", &group, "-b", &broker.bootstrap()]);
+    let row: Vec<&str> = described
+        .lines()
+        .find(|l| l.starts_with(&topic))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(1..6),
+        Some(&["0", "25", "31", "25", "0"][..]),
+        "{described}"
+    );
 
     p.commit_transaction(TXN_TIMEOUT).unwrap();
     let committed = read_values(&broker, &topic, 2, "read_committed");
