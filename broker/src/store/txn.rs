@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use kafka_protocol::error::ResponseError;
 use sqlx::Row;
 
 use crate::store::meta::{MetaStore, Result, unix_ms};
@@ -500,4 +501,189 @@ async fn update_in(tx: &mut Tx, expected: &TxnRecord, change: &TxnChange) -> Res
         q = q.bind(v.clone());
     }
     Ok(q.execute(&mut **tx).await?.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::meta::{Appended, NewBatch, ProducerUpdate, TxnPart};
+    use crate::store::objects::SegmentLoc;
+    use crate::store::topic_config::TopicConfig;
+
+    fn batch(topic_id: i64, seq: i32, epoch: i16, txn: Option<TxnPart>) -> NewBatch {
+        NewBatch {
+            topic_id,
+            partition: 0,
+            offsets: 10,
+            max_timestamp: 0,
+            pos: 0,
+            len: 100,
+            producer: Some(ProducerUpdate {
+                producer_id: 7,
+                epoch,
+                first_seq: seq,
+                last_seq: seq + 9,
+            }),
+            txn,
+        }
+    }
+
+    fn segment() -> SegmentLoc {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        SegmentLoc {
+            key: format!(
+                "test-{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            base: 0,
+            size: 100,
+        }
+    }
+
+    async fn index(meta: &MetaStore, batches: &[NewBatch]) -> Vec<Appended> {
+        let mut tx = meta.begin_append().await.unwrap();
+        let (out, _) = tx.index(&segment(), batches).await.unwrap();
+        tx.commit().await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_retry_through_a_broker_with_a_stale_cache_is_answered_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::connect(&format!("sqlite://{}/meta.db", dir.path().display()))
+            .await
+            .unwrap();
+        let t = meta
+            .create_topic("t", 1, &TopicConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            index(&meta, &[batch(t.id, 0, 0, None)]).await,
+            vec![Appended::Ok {
+                base_offset: 0,
+                log_start: 0
+            }]
+        );
+        // The same sequences again (another broker never saw the first):
+        // answered with the stored offset, and nothing more is stored.
+        assert_eq!(
+            index(&meta, &[batch(t.id, 0, 0, None)]).await,
+            vec![Appended::Duplicate { base_offset: 0 }]
+        );
+        assert!(matches!(
+            index(&meta, &[batch(t.id, 20, 0, None)]).await[..],
+            [Appended::Refused {
+                error: ResponseError::OutOfOrderSequenceNumber,
+                ..
+            }]
+        ));
+        assert_eq!(
+            index(&meta, &[batch(t.id, 10, 0, None)]).await,
+            vec![Appended::Ok {
+                base_offset: 10,
+                log_start: 0
+            }]
+        );
+        assert_eq!(
+            meta.partition_offsets(t.id, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .next_offset,
+            20
+        );
+    }
+
+    #[tokio::test]
+    async fn transactional_batches_need_an_open_transaction_and_markers_close_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::connect(&format!("sqlite://{}/meta.db", dir.path().display()))
+            .await
+            .unwrap();
+        let t = meta
+            .create_topic("t", 1, &TopicConfig::default())
+            .await
+            .unwrap();
+        let data = Some(TxnPart::Data {
+            producer_id: 7,
+            epoch: 0,
+        });
+        // Not added to a transaction: refused.
+        assert!(matches!(
+            index(&meta, &[batch(t.id, 0, 0, data)]).await[..],
+            [Appended::Refused {
+                error: ResponseError::InvalidTxnState,
+                ..
+            }]
+        ));
+        let rec = TxnRecord {
+            transactional_id: "tx".into(),
+            producer_id: 7,
+            epoch: 0,
+            state: TxnState::Empty,
+            timeout_ms: 60_000,
+            started_ms: 0,
+            updated_ms: 0,
+            groups: vec![],
+            partitions: vec![],
+            aborted_by: None,
+        };
+        assert!(meta.create_txn(&rec).await.unwrap());
+        assert!(meta.add_txn_partitions(&rec, &[(t.id, 0)]).await.unwrap());
+        assert!(matches!(
+            index(&meta, &[batch(t.id, 0, 0, data)]).await[..],
+            [Appended::Ok { base_offset: 0, .. }]
+        ));
+        let offsets = meta.partition_offsets(t.id, 0).await.unwrap().unwrap();
+        assert_eq!((offsets.next_offset, offsets.last_stable), (10, 0));
+
+        // Ending: no more data; the abort marker closes it and records the range.
+        let open = meta.txn("tx").await.unwrap().unwrap();
+        let ending = TxnChange {
+            state: Some(TxnState::PrepareAbort),
+            ..TxnChange::default()
+        };
+        assert!(meta.begin_end_txn(&open, &ending).await.unwrap());
+        assert!(matches!(
+            index(&meta, &[batch(t.id, 10, 0, data)]).await[..],
+            [Appended::Refused {
+                error: ResponseError::InvalidTxnState,
+                ..
+            }]
+        ));
+        let mut marker = batch(t.id, 0, 0, None);
+        marker.producer = None;
+        marker.offsets = 1;
+        marker.txn = Some(TxnPart::Marker {
+            producer_id: 7,
+            epoch: 0,
+            commit: false,
+        });
+        assert!(matches!(
+            index(&meta, &[marker]).await[..],
+            [Appended::Ok {
+                base_offset: 10,
+                ..
+            }]
+        ));
+        let offsets = meta.partition_offsets(t.id, 0).await.unwrap().unwrap();
+        assert_eq!((offsets.next_offset, offsets.last_stable), (11, 11));
+        assert_eq!(
+            meta.aborted_txns(t.id, 0, 0, 11).await.unwrap(),
+            vec![AbortedTxn {
+                producer_id: 7,
+                first_offset: 0,
+                last_offset: 10
+            }]
+        );
+        let mut ending = open.clone();
+        ending.state = TxnState::PrepareAbort;
+        assert!(meta.complete_txn(&ending, false).await.unwrap());
+        assert_eq!(
+            meta.txn("tx").await.unwrap().unwrap().state,
+            TxnState::CompleteAbort
+        );
+        // A second completion (a racing broker) loses the compare-and-set.
+        assert!(!meta.complete_txn(&ending, false).await.unwrap());
+    }
 }
