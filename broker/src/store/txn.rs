@@ -12,7 +12,6 @@
 
 use std::fmt;
 
-use kafka_protocol::error::ResponseError;
 use sqlx::Row;
 
 use crate::store::meta::{MetaStore, Result, unix_ms};
@@ -509,6 +508,7 @@ mod tests {
     use crate::store::meta::{Appended, NewBatch, ProducerUpdate, TxnPart};
     use crate::store::objects::SegmentLoc;
     use crate::store::topic_config::TopicConfig;
+    use kafka_protocol::error::ResponseError;
 
     fn batch(topic_id: i64, seq: i32, epoch: i16, txn: Option<TxnPart>) -> NewBatch {
         NewBatch {
