@@ -117,7 +117,7 @@ fn run_cli(args: &[&str]) -> String {
 }
 
 /// Rows of the table printed by `sluice groups describe`, keyed by
-/// (topic, partition): [COMMITTED, END, LAG, MEMBER].
+/// (topic, partition): [COMMITTED, END, LAG, MEMBER] (STABLE left out).
 fn describe_rows(out: &str) -> BTreeMap<(String, i32), Vec<String>> {
     let mut lines = out.lines().skip_while(|l| !l.starts_with("TOPIC"));
     let header = lines
@@ -126,19 +126,30 @@ fn describe_rows(out: &str) -> BTreeMap<(String, i32), Vec<String>> {
     let cols: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
         cols,
-        ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+        [
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "END",
+            "STABLE",
+            "LAG",
+            "MEMBER"
+        ],
         "table header in:\n{out}"
     );
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
-            assert!(cells.len() >= 6, "bad row {l:?} in:\n{out}");
+            assert!(cells.len() >= 7, "bad row {l:?} in:\n{out}");
             let partition: i32 = cells[1]
                 .parse()
                 .unwrap_or_else(|_| panic!("bad partition in {l:?}"));
-            let mut rest: Vec<String> = cells[2..5].iter().map(|c| c.to_string()).collect();
-            rest.push(cells[5..].join(" "));
+            let mut rest: Vec<String> = [cells[2], cells[3], cells[5]]
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            rest.push(cells[6..].join(" "));
             ((cells[0].to_string(), partition), rest)
         })
         .collect()
